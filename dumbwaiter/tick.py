@@ -1,0 +1,492 @@
+"""One tick: plan, lock, claim, execute, record.
+
+Each step is its own method so that other executors and other claim rules
+can replace one step without touching the rest. The commands are thin
+wrappers around :class:`Tick`; tests drive it directly with a fake clock.
+
+Threads: user functions run in worker threads (one worker when
+``DUMBWAITER_THREADED`` is off). Everything that touches dumbwaiter's own
+tables happens on the calling thread, so SQLite never sees two writers from
+one tick, and outcomes that finish together are recorded in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
+
+from dumbwaiter import clock, conf, specs
+from dumbwaiter.exceptions import RunAbandoned
+from dumbwaiter.locks import FunctionLock, lock_scope
+from dumbwaiter.models import FunctionState, HistoryEntry, Status
+from dumbwaiter.serializers import get_serializer
+from dumbwaiter.specs import FunctionSpec, Registry
+
+logger = logging.getLogger("dumbwaiter.tick")
+
+T = TypeVar("T")
+
+
+@dataclass
+class PlannedRun:
+    """A function the planner found due, with the row version it saw."""
+
+    spec: FunctionSpec
+    version: int
+    slot: datetime
+    previous_token: str | None = None
+    # Set when the row is held by a run that is presumed dead.
+    abandoned_by: str | None = None
+    # True when only a free file lock proves the holder dead (same host).
+    needs_free_lock: bool = False
+
+
+@dataclass
+class ClaimedRun:
+    planned: PlannedRun
+    token: str
+    lock: FunctionLock
+    started: datetime
+
+
+@dataclass
+class Outcome:
+    """What running a function produced; built on the worker thread."""
+
+    started: datetime
+    finished: datetime
+    payload: bytes | None = None
+    error: BaseException | None = None
+    error_traceback: str = ""
+
+    @property
+    def duration(self) -> float:
+        return (self.finished - self.started).total_seconds()
+
+
+@dataclass
+class Plan:
+    due: list[PlannedRun] = field(default_factory=list)
+    running_elsewhere: list[str] = field(default_factory=list)
+    not_due: int = 0
+
+
+@dataclass
+class TickReport:
+    """What one tick did; the command turns it into output and an exit code."""
+
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    # Held by another tick's file lock on this host: being computed now.
+    locked: list[str] = field(default_factory=list)
+    # Another tick won the database claim between plan and claim.
+    lost_claim: list[str] = field(default_factory=list)
+    # Finished, but the claim had been taken over; the result was dropped.
+    discarded: list[str] = field(default_factory=list)
+    running_elsewhere: list[str] = field(default_factory=list)
+    not_due: int = 0
+
+    @property
+    def ran(self) -> list[str]:
+        return self.succeeded + self.failed
+
+
+def _error_class(error: BaseException) -> str:
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _invoke(spec: FunctionSpec) -> Outcome:
+    """Run one function on a worker thread and serialize what it returns."""
+    started = clock.now()
+    try:
+        payload = get_serializer().serialize(spec.call())
+    except Exception as exc:
+        return Outcome(
+            started=started,
+            finished=clock.now(),
+            error=exc,
+            error_traceback=traceback.format_exc(),
+        )
+    finally:
+        # A worker thread opens its own connections if the function queries
+        # the database; they would otherwise stay open until the process ends.
+        connections.close_all()
+    return Outcome(started=started, finished=clock.now(), payload=payload)
+
+
+class Tick:
+    """Runs every due function once; call :meth:`run`."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        threaded: bool | None = None,
+        lock_dir: str | None = None,
+        now: Callable[[], datetime] = clock.now,
+        only: list[str] | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else specs.registry()
+        self.threaded = conf.threaded() if threaded is None else threaded
+        self.lock_dir = lock_dir or conf.lock_dir()
+        self.lock_scope = lock_scope(self.lock_dir)
+        self.now = now
+        self.lease = timedelta(seconds=float(conf.lease()))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.db_alias = router.db_for_write(FunctionState)
+        self.only = only
+
+    # -- plan -------------------------------------------------------------
+
+    def plan(self, now: datetime) -> Plan:
+        """Decide what is due from one read of every state row."""
+        specs_by_name = self.registry.specs
+        if self.only is not None:
+            specs_by_name = {n: specs_by_name[n] for n in self.only}
+        rows = {row[0]: row for row in FunctionState.objects.plan_rows()}
+        missing = [name for name in specs_by_name if name not in rows]
+        if missing:
+            FunctionState.objects.add_missing(missing)
+
+        plan = Plan()
+        for name in sorted(specs_by_name):
+            spec = specs_by_name[name]
+            row = rows.get(name)
+            if row is None:
+                plan.due.append(PlannedRun(spec=spec, version=0, slot=now))
+                continue
+            _, version, next_due, lease_expires, token, scope = row
+            next_due = clock.from_db(next_due)
+            lease_expires = clock.from_db(lease_expires)
+            if token is not None:
+                if lease_expires is not None and lease_expires <= now:
+                    plan.due.append(
+                        PlannedRun(
+                            spec, version, now, previous_token=token, abandoned_by=token
+                        )
+                    )
+                elif scope == self.lock_scope:
+                    plan.due.append(
+                        PlannedRun(
+                            spec,
+                            version,
+                            now,
+                            previous_token=token,
+                            abandoned_by=token,
+                            needs_free_lock=True,
+                        )
+                    )
+                else:
+                    plan.running_elsewhere.append(name)
+                continue
+            if spec.schedule.is_due(next_due, now):
+                plan.due.append(PlannedRun(spec, version, next_due or now))
+            else:
+                plan.not_due += 1
+        return plan
+
+    # -- lock and claim -----------------------------------------------------
+
+    def lock_and_claim(
+        self, plan: Plan, report: TickReport, now: datetime
+    ) -> list[ClaimedRun]:
+        """Take the file lock, then the database claim, for each due function.
+
+        The claim's WHERE clause is the dogpile re-check: it only matches if
+        the row is still exactly as planned, so a tick that ran the function
+        between our read and our lock makes the claim miss. All claims share
+        one transaction, taken in name order so two ticks never deadlock.
+        """
+        locked: list[tuple[PlannedRun, FunctionLock]] = []
+        for planned in plan.due:
+            lock = FunctionLock(planned.spec.name, self.lock_dir)
+            if lock.acquire():
+                locked.append((planned, lock))
+            elif planned.needs_free_lock:
+                # The holder on this host is alive and still running it.
+                report.running_elsewhere.append(planned.spec.name)
+            else:
+                logger.info(
+                    "skipped name=%s reason=locked: another tick on this host "
+                    "is computing it",
+                    planned.spec.name,
+                )
+                report.locked.append(planned.spec.name)
+        if not locked:
+            return []
+
+        lease_expires = now + self.lease
+
+        def claim_all() -> list[ClaimedRun]:
+            won: list[ClaimedRun] = []
+            for planned, lock in locked:
+                token = secrets.token_hex(16)
+                if FunctionState.objects.claim(
+                    planned.spec.name,
+                    planned.version,
+                    token=token,
+                    now=clock.to_db(now),
+                    lease_expires=clock.to_db(lease_expires),
+                    next_due=clock.to_db(
+                        planned.spec.schedule.next_due(planned.slot, now)
+                    ),
+                    claimed_by=self.owner,
+                    lock_scope=self.lock_scope,
+                    previous_token=planned.previous_token,
+                    abandoned=self._abandoned_fields(planned, now),
+                ):
+                    won.append(ClaimedRun(planned, token, lock, now))
+            return won
+
+        try:
+            claimed = self._atomic(claim_all)
+        except BaseException:
+            for _, lock in locked:
+                lock.release()
+            raise
+        # Locks of functions whose claim was lost are not needed any more.
+        won_names = {run.planned.spec.name for run in claimed}
+        for planned, lock in locked:
+            if planned.spec.name not in won_names:
+                lock.release()
+                logger.info(
+                    "skipped name=%s reason=claimed: another tick ran it first",
+                    planned.spec.name,
+                )
+                report.lost_claim.append(planned.spec.name)
+        for run in claimed:
+            if run.planned.abandoned_by:
+                logger.warning(
+                    "taking over name=%s: the run holding it did not finish "
+                    "(its tick died or its lease expired); running it again",
+                    run.planned.spec.name,
+                )
+        return claimed
+
+    def _abandoned_fields(
+        self, planned: PlannedRun, now: datetime
+    ) -> dict[str, Any] | None:
+        if not planned.abandoned_by:
+            return None
+        return {
+            "error_class": _error_class(RunAbandoned()),
+            "error_message": (
+                "The previous run never finished: its tick stopped before "
+                "recording a result."
+            ),
+            "error_traceback": "",
+            "error_at": clock.to_db(now),
+        }
+
+    # -- execute and record -------------------------------------------------
+
+    def execute(self, claimed: list[ClaimedRun], report: TickReport) -> None:
+        """Run claimed functions on worker threads, recording as they finish."""
+        if not claimed:
+            return
+        workers = min(len(claimed), int(conf.max_workers())) if self.threaded else 1
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dumbwaiter")
+        futures: dict[Future[Outcome], ClaimedRun] = {}
+        try:
+            for run in claimed:
+                futures[pool.submit(_invoke, run.planned.spec)] = run
+            pending = set(futures)
+            renew_every = self.lease.total_seconds() / 3
+            next_renewal = time.monotonic() + renew_every
+            while pending:
+                done, pending = wait(
+                    pending,
+                    timeout=max(0.0, next_renewal - time.monotonic()),
+                    return_when=FIRST_COMPLETED,
+                )
+                if done:
+                    self.record([(futures[f], f.result()) for f in done], report)
+                if pending and time.monotonic() >= next_renewal:
+                    self.renew([futures[f] for f in pending])
+                    next_renewal = time.monotonic() + renew_every
+        finally:
+            pool.shutdown(wait=True)
+            for run in claimed:
+                run.lock.release()
+
+    def renew(self, runs: list[ClaimedRun]) -> None:
+        expires = clock.to_db(self.now() + self.lease)
+        tokens = [r.token for r in runs]
+        try:
+            self._atomic(lambda: FunctionState.objects.renew(tokens, expires))
+        except DatabaseError:
+            # A missed renewal is not fatal; the lease only has to outlive
+            # the next attempt, a third of a lease from now.
+            logger.warning("lease renewal failed; will retry", exc_info=True)
+
+    def record(
+        self, finished: list[tuple[ClaimedRun, Outcome]], report: TickReport
+    ) -> None:
+        """Store the outcomes that finished together, in one transaction."""
+        results = self._atomic(
+            lambda: [(run, out, self._record_one(run, out)) for run, out in finished]
+        )
+        for run, outcome, stored in results:
+            name = run.planned.spec.name
+            if not stored:
+                logger.warning(
+                    "discarded name=%s: another tick took the function over "
+                    "while it ran; its newer result stands",
+                    name,
+                )
+                report.discarded.append(name)
+            elif outcome.error is not None:
+                logger.error(
+                    "failed name=%s duration=%.3fs error=%s",
+                    name,
+                    outcome.duration,
+                    _error_class(outcome.error),
+                    exc_info=outcome.error,
+                )
+                report.failed.append(name)
+            else:
+                logger.info("ran name=%s duration=%.3fs", name, outcome.duration)
+                report.succeeded.append(name)
+            run.lock.release()
+
+    def _record_one(self, run: ClaimedRun, outcome: Outcome) -> bool:
+        spec = run.planned.spec
+        next_due = clock.to_db(
+            spec.schedule.next_due(run.planned.slot, outcome.finished)
+        )
+        common = {
+            "last_finished": clock.to_db(outcome.finished),
+            "duration": outcome.duration,
+            "next_due": next_due,
+        }
+        if outcome.error is not None:
+            message = str(outcome.error)
+            return FunctionState.objects.record(
+                spec.name,
+                run.token,
+                status=Status.FAILED,
+                error_class=_error_class(outcome.error)[:255],
+                error_message=message,
+                error_traceback=outcome.error_traceback,
+                error_at=clock.to_db(outcome.finished),
+                **common,
+            )
+        stored = FunctionState.objects.record(
+            spec.name,
+            run.token,
+            status=Status.SUCCEEDED,
+            value=outcome.payload,
+            value_computed_at=clock.to_db(outcome.started),
+            **common,
+        )
+        if stored:
+            HistoryEntry.objects.create(
+                name=spec.name,
+                value=outcome.payload,
+                computed_at=clock.to_db(outcome.started),
+                duration=outcome.duration,
+            )
+            HistoryEntry.objects.trim(spec.name, spec.saved)
+        return stored
+
+    def _atomic(self, block: Callable[[], T]) -> T:
+        """Run ``block`` in a transaction that survives one lost connection.
+
+        A long function can outlive the server's idle timeout (MySQL's
+        wait_timeout) or see its connection killed; the first statement
+        afterwards fails and the transaction rolls back, so closing the
+        connection and running the block once more is safe.
+        """
+        connection = connections[self.db_alias]
+        try:
+            with transaction.atomic(using=self.db_alias):
+                return block()
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block:
+                raise  # an outer transaction is broken; retrying cannot help
+            logger.warning("database connection lost; reconnecting once", exc_info=True)
+            connection.close()
+        with transaction.atomic(using=self.db_alias):
+            return block()
+
+    # -- the whole tick -----------------------------------------------------
+
+    def run(self) -> TickReport:
+        now = self.now()
+        report = TickReport()
+        plan = self.plan(now)
+        report.not_due = plan.not_due
+        report.running_elsewhere.extend(plan.running_elsewhere)
+        claimed = self.lock_and_claim(plan, report, now)
+        self.execute(claimed, report)
+        return report
+
+
+def next_wake(registry: Registry, now: datetime) -> datetime | None:
+    """The earliest moment any function becomes due, from one query."""
+    earliest: datetime | None = None
+    rows = FunctionState.objects.values_list("name", "next_due", "lease_expires")
+    for name, next_due, lease_expires in rows:
+        if name not in registry.specs:
+            continue
+        for moment in (clock.from_db(next_due), clock.from_db(lease_expires)):
+            if moment is not None and (earliest is None or moment < earliest):
+                earliest = moment
+    return earliest
+
+
+class Loop:
+    """Ticks repeatedly until stopped or until a deadline passes."""
+
+    def __init__(
+        self,
+        make_tick: Callable[[], Tick],
+        *,
+        stop: threading.Event,
+        deadline: float | None = None,
+        max_sleep: float = 60.0,
+    ) -> None:
+        self.make_tick = make_tick
+        self.stop = stop
+        self.deadline = deadline
+        self.max_sleep = max_sleep
+
+    def run(self) -> list[TickReport]:
+        reports: list[TickReport] = []
+        while not self.stop.is_set():
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                break
+            tick = self.make_tick()
+            reports.append(tick.run())
+            wake = next_wake(tick.registry, tick.now())
+            sleep = self.max_sleep
+            if wake is not None:
+                early = min(s.schedule.tolerance for s in tick.registry.specs.values())
+                sleep = (wake - early - tick.now()).total_seconds()
+                sleep = min(max(sleep, 0.05), self.max_sleep)
+            if self.deadline is not None:
+                sleep = min(sleep, self.deadline - time.monotonic())
+            if sleep > 0:
+                self.stop.wait(sleep)
+        return reports
