@@ -62,6 +62,11 @@ def lease() -> Any:
     return getattr(settings, "DUMBWAITER_LEASE", DEFAULT_LEASE)
 
 
+def configured_lock_dir() -> Any:
+    """The raw ``DUMBWAITER_LOCK_DIR``, None when unset."""
+    return getattr(settings, "DUMBWAITER_LOCK_DIR", None)
+
+
 def lock_dir() -> str:
     """Where the per-function lock files live.
 
@@ -69,7 +74,7 @@ def lock_dir() -> str:
     (settings module and database), so two projects on one host never share
     locks while every tick of one project does.
     """
-    configured = getattr(settings, "DUMBWAITER_LOCK_DIR", None)
+    configured = configured_lock_dir()
     if configured:
         return os.fspath(configured)
     database = settings.DATABASES.get("default", {})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -144,6 +145,14 @@ class _Validator:
                 f"not {lease!r}.",
                 "Set it to how long a dead host may keep a function blocked, "
                 "for example 60.",
+            )
+        lock_dir = conf.configured_lock_dir()
+        if lock_dir is not None and not isinstance(lock_dir, str | os.PathLike):
+            self.add(
+                "E018",
+                f"DUMBWAITER_LOCK_DIR must be a path, not {type(lock_dir).__name__}.",
+                "Give a directory on a local filesystem, or remove the setting to "
+                "use one in the system temp directory.",
             )
         import pickle
 
