@@ -62,6 +62,11 @@ def lease() -> Any:
     return getattr(settings, "DUMBWAITER_LEASE", DEFAULT_LEASE)
 
 
+def time_zone() -> str:
+    """The zone cron schedules use unless an entry names its own."""
+    return getattr(settings, "TIME_ZONE", None) or "UTC"
+
+
 def configured_lock_dir() -> Any:
     """The raw ``DUMBWAITER_LOCK_DIR``, None when unset."""
     return getattr(settings, "DUMBWAITER_LOCK_DIR", None)

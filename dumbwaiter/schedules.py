@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
 
 # A tick started by cron or a timer may arrive a little before the slot it is
 # meant for (start-up jitter, a timer anchored to boot rather than to the
@@ -59,3 +62,78 @@ class Frequency:
         if seconds == int(seconds):
             return f"every {int(seconds)}s"
         return f"every {seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A cron expression evaluated on the wall clock of ``timezone``.
+
+    Five fields, or six with seconds written last (croniter's order):
+    ``* * * * * */5`` is every five seconds.
+
+    Daylight saving time follows what cron daemons do. A wall time that the
+    clock skips (02:30 on a spring-forward night) runs once, at the same
+    offset after the jump. A wall time that happens twice (02:30 on a
+    fall-back night) runs once, the first time, unless the hour field is
+    ``*``: then the expression means "every hour" and the repeated hour runs
+    again, so hourly work happens once per real hour.
+    """
+
+    expression: str
+    timezone: str
+
+    @property
+    def _tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def has_seconds(self) -> bool:
+        return len(self.expression.split()) == 6
+
+    @property
+    def _repeats_in_fold(self) -> bool:
+        return croniter(self.expression).expanded[1] == ["*"]
+
+    @property
+    def tolerance(self) -> timedelta:
+        return timedelta(seconds=0.5) if self.has_seconds else EARLY_CAP
+
+    def is_due(self, next_due: datetime | None, now: datetime) -> bool:
+        return next_due is None or next_due <= now + self.tolerance
+
+    def next_due(self, slot: datetime, finished: datetime) -> datetime:
+        return self.next_after(max(slot, finished))
+
+    def next_after(self, after: datetime) -> datetime:
+        """The first moment strictly after ``after`` that the expression names."""
+        tz = self._tz
+        folds = (0, 1) if self._repeats_in_fold else (0,)
+        # Walk naive wall times from a little before ``after``: a repeated
+        # hour's second pass lies up to a few hours of wall time back.
+        wall = after.astimezone(tz).replace(tzinfo=None) - _WALL_LOOKBACK
+        times = croniter(self.expression, wall)
+        best: datetime | None = None
+        while True:
+            candidate_wall = times.get_next(datetime)
+            first = candidate_wall.replace(tzinfo=tz, fold=0)
+            for fold in folds:
+                local = candidate_wall.replace(tzinfo=tz, fold=fold)
+                if fold == 1 and local.utcoffset() == first.utcoffset():
+                    continue  # not an ambiguous wall time: no second pass
+                moment = local.astimezone(UTC)
+                if moment > after and (best is None or moment < best):
+                    best = moment
+            # Once wall time is past the best hit by more than any DST shift,
+            # nothing later can come earlier in real time.
+            if best is not None and first.astimezone(UTC) > best + _WALL_LOOKBACK:
+                return best
+
+    def describe(self) -> str:
+        return f"cron {self.expression!r} ({self.timezone})"
+
+
+# Longer than any daylight-saving shift in use (Lord Howe's is 30 minutes,
+# the usual one hour; a few historical ones were two).
+_WALL_LOOKBACK = timedelta(hours=3)
+
+Schedule = Frequency | Cron

@@ -17,21 +17,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from dumbwaiter import conf
 from dumbwaiter.exceptions import ConfigurationError, UnknownFunction
-from dumbwaiter.schedules import Frequency
+from dumbwaiter.schedules import Cron, Frequency, Schedule
 
 # The name is the unique key of the state table. 191 characters of utf8mb4
 # (4 bytes each) is the longest that fits MySQL's classic 767-byte index
 # limit, so the same limit holds on every database.
 MAX_NAME_LENGTH = 191
 
-KNOWN_KEYS = frozenset({"function", "name", "frequency", "args", "kwargs", "saved"})
+KNOWN_KEYS = frozenset(
+    {
+        "function",
+        "name",
+        "frequency",
+        "schedule",
+        "timezone",
+        "args",
+        "kwargs",
+        "saved",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ class FunctionSpec:
     name: str
     function: Callable[..., Any]
     path: str
-    schedule: Frequency
+    schedule: Schedule
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     saved: int = conf.DEFAULT_SAVED
@@ -277,14 +290,7 @@ class _Validator:
 
         function = self.function(where, entry)
 
-        frequency = entry.get("frequency", default_frequency)
-        if not _is_number(frequency) or frequency <= 0:
-            self.add(
-                "E010",
-                f"{where}: 'frequency' must be a positive number of seconds, "
-                f"not {frequency!r}.",
-                "Give the seconds between runs, for example 60.",
-            )
+        schedule = self.schedule(where, entry, default_frequency)
 
         saved = entry.get("saved", default_saved)
         if not _is_count(saved) or saved < 1:
@@ -311,14 +317,14 @@ class _Validator:
                 "Write keyword arguments as {'name': value}.",
             )
 
-        if name is None or function is None:
+        if name is None or function is None or schedule is None:
             return None
         try:
             return FunctionSpec(
                 name=name,
                 function=function[0],
                 path=function[1],
-                schedule=Frequency(float(frequency)),
+                schedule=schedule,
                 args=tuple(args),
                 kwargs=MappingProxyType(dict(kwargs)),
                 saved=int(saved),
@@ -326,6 +332,62 @@ class _Validator:
         except (TypeError, ValueError):
             # Only reachable with values already reported above.
             return None
+
+    def schedule(
+        self, where: str, entry: dict[str, Any], default_frequency: float
+    ) -> Schedule | None:
+        if "schedule" in entry:
+            return self.cron(where, entry)
+        if "timezone" in entry:
+            self.add(
+                "E022",
+                f"{where}: 'timezone' only applies to a cron 'schedule'.",
+                "Remove 'timezone', or replace 'frequency' with a 'schedule'.",
+            )
+        frequency = entry.get("frequency", default_frequency)
+        if not _is_number(frequency) or frequency <= 0:
+            self.add(
+                "E010",
+                f"{where}: 'frequency' must be a positive number of seconds, "
+                f"not {frequency!r}.",
+                "Give the seconds between runs, for example 60.",
+            )
+            return None
+        return Frequency(float(frequency))
+
+    def cron(self, where: str, entry: dict[str, Any]) -> Cron | None:
+        if "frequency" in entry:
+            self.add(
+                "E019",
+                f"{where} gives both 'frequency' and 'schedule'.",
+                "Keep one: 'frequency' in seconds, or 'schedule' as a cron expression.",
+            )
+        expression = entry["schedule"]
+        fields = expression.split() if isinstance(expression, str) else []
+        macro = len(fields) == 1 and fields[0].startswith("@")
+        if not (macro or len(fields) in (5, 6)) or not croniter.is_valid(
+            " ".join(fields)
+        ):
+            self.add(
+                "E020",
+                f"{where}: 'schedule' {expression!r} is not a valid cron expression.",
+                "Use five fields (minute hour day month weekday), or six with "
+                "seconds last: '*/15 * * * *', '0 6 * * 1-5', '* * * * * */10'.",
+            )
+            return None
+        zone = entry.get("timezone", conf.time_zone())
+        try:
+            if not isinstance(zone, str) or not zone:
+                raise ValueError(zone)
+            ZoneInfo(zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            self.add(
+                "E021",
+                f"{where}: 'timezone' {zone!r} is not a known time zone.",
+                "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
+            )
+            return None
+        return Cron(" ".join(fields), zone)
 
     def function(
         self, where: str, entry: dict[str, Any]
