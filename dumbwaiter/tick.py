@@ -482,7 +482,10 @@ class Loop:
             wake = next_wake(tick.registry, tick.now())
             sleep = self.max_sleep
             if wake is not None:
-                early = min(s.schedule.tolerance for s in tick.registry.specs.values())
+                early = min(
+                    (s.schedule.tolerance for s in tick.registry.specs.values()),
+                    default=timedelta(0),
+                )
                 sleep = (wake - early - tick.now()).total_seconds()
                 sleep = min(max(sleep, 0.05), self.max_sleep)
             if self.deadline is not None:
