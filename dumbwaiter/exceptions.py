@@ -30,3 +30,7 @@ class UnknownFunction(DumbwaiterError, LookupError):
 
 class RunAbandoned(DumbwaiterError):
     """Recorded for a run whose tick died before it could record the result."""
+
+
+class FunctionTimeout(DumbwaiterError):
+    """Recorded for a run still going after its entry's ``timeout``."""

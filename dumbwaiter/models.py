@@ -21,6 +21,7 @@ class Status(models.TextChoices):
     RUNNING = "running", "running"
     SUCCEEDED = "ok", "succeeded"
     FAILED = "failed", "failed"
+    TIMED_OUT = "timeout", "timed out"
 
 
 class FunctionStateQuerySet(models.QuerySet["FunctionState"]):

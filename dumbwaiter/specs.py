@@ -43,6 +43,8 @@ KNOWN_KEYS = frozenset(
         "args",
         "kwargs",
         "saved",
+        "timeout",
+        "retry_after",
     }
 )
 
@@ -70,6 +72,8 @@ class FunctionSpec:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     saved: int = conf.DEFAULT_SAVED
+    timeout: float | None = None
+    retry_after: float | None = None
 
     def call(self) -> Any:
         return self.function(*self.args, **self.kwargs)
@@ -317,6 +321,21 @@ class _Validator:
                 "Write keyword arguments as {'name': value}.",
             )
 
+        optional_seconds: dict[str, float | None] = {}
+        for key, id, meaning in (
+            ("timeout", "E023", "the longest a run may take"),
+            ("retry_after", "E024", "how soon a failed run is tried again"),
+        ):
+            seconds = entry.get(key)
+            if seconds is not None and (not _is_number(seconds) or seconds <= 0):
+                self.add(
+                    id,
+                    f"{where}: {key!r} must be a positive number of seconds, "
+                    f"not {seconds!r}.",
+                    f"Give {meaning} in seconds, or leave it out.",
+                )
+            optional_seconds[key] = None if seconds is None else float(seconds)
+
         if name is None or function is None or schedule is None:
             return None
         try:
@@ -328,6 +347,8 @@ class _Validator:
                 args=tuple(args),
                 kwargs=MappingProxyType(dict(kwargs)),
                 saved=int(saved),
+                timeout=optional_seconds["timeout"],
+                retry_after=optional_seconds["retry_after"],
             )
         except (TypeError, ValueError):
             # Only reachable with values already reported above.

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
 import socket
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -34,8 +35,8 @@ from django.db import (
     transaction,
 )
 
-from dumbwaiter import clock, conf, specs
-from dumbwaiter.exceptions import RunAbandoned
+from dumbwaiter import clock, conf, signals, specs
+from dumbwaiter.exceptions import FunctionTimeout, RunAbandoned
 from dumbwaiter.locks import FunctionLock, lock_scope
 from dumbwaiter.models import FunctionState, HistoryEntry, Status
 from dumbwaiter.serializers import get_serializer
@@ -75,8 +76,10 @@ class Outcome:
     started: datetime
     finished: datetime
     payload: bytes | None = None
+    value: Any = None
     error: BaseException | None = None
     error_traceback: str = ""
+    timed_out: bool = False
 
     @property
     def duration(self) -> float:
@@ -103,6 +106,8 @@ class TickReport:
     # Finished, but the claim had been taken over; the result was dropped.
     discarded: list[str] = field(default_factory=list)
     running_elsewhere: list[str] = field(default_factory=list)
+    # Also in ``failed``: given up on after the entry's ``timeout``.
+    timed_out: list[str] = field(default_factory=list)
     not_due: int = 0
 
     @property
@@ -120,7 +125,8 @@ def _invoke(spec: FunctionSpec) -> Outcome:
     """Run one function on a worker thread and serialize what it returns."""
     started = clock.now()
     try:
-        payload = get_serializer().serialize(spec.call())
+        value = spec.call()
+        payload = get_serializer().serialize(value)
     except Exception as exc:
         return Outcome(
             started=started,
@@ -132,7 +138,36 @@ def _invoke(spec: FunctionSpec) -> Outcome:
         # A worker thread opens its own connections if the function queries
         # the database; they would otherwise stay open until the process ends.
         connections.close_all()
-    return Outcome(started=started, finished=clock.now(), payload=payload)
+    return Outcome(started=started, finished=clock.now(), payload=payload, value=value)
+
+
+def _work(run: ClaimedRun, outcomes: queue.SimpleQueue[Any]) -> None:
+    outcomes.put((run, _invoke(run.planned.spec)))
+
+
+def _drain(
+    outcomes: queue.SimpleQueue[tuple[ClaimedRun, Outcome]], timeout: float
+) -> list[tuple[ClaimedRun, Outcome]]:
+    """Wait up to ``timeout`` for one outcome, then take all that are ready."""
+    try:
+        batch = [outcomes.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            batch.append(outcomes.get_nowait())
+        except queue.Empty:
+            return batch
+
+
+def _timed_out(run: ClaimedRun) -> Outcome:
+    spec = run.planned.spec
+    error = FunctionTimeout(
+        f"{spec.name!r} was still running after its timeout of {spec.timeout:g}s"
+    )
+    return Outcome(
+        started=run.started, finished=clock.now(), error=error, timed_out=True
+    )
 
 
 class Tick:
@@ -156,6 +191,8 @@ class Tick:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.db_alias = router.db_for_write(FunctionState)
         self.only = only
+        # Worker threads given up on after a timeout; they may still run.
+        self.hung_threads = 0
 
     # -- plan -------------------------------------------------------------
 
@@ -302,31 +339,53 @@ class Tick:
     # -- execute and record -------------------------------------------------
 
     def execute(self, claimed: list[ClaimedRun], report: TickReport) -> None:
-        """Run claimed functions on worker threads, recording as they finish."""
+        """Run claimed functions on worker threads, recording as they finish.
+
+        The calling thread starts workers up to the pool size, waits for
+        outcomes, records every outcome that has arrived in one batch, renews
+        the leases of runs still going, and gives up on runs past their
+        ``timeout``. Workers are daemon threads: one that never returns
+        cannot keep the process alive once the tick is done with it.
+        """
         if not claimed:
             return
-        workers = min(len(claimed), int(conf.max_workers())) if self.threaded else 1
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dumbwaiter")
-        futures: dict[Future[Outcome], ClaimedRun] = {}
+        capacity = min(len(claimed), int(conf.max_workers())) if self.threaded else 1
+        waiting = deque(claimed)
+        outcomes: queue.SimpleQueue[tuple[ClaimedRun, Outcome]] = queue.SimpleQueue()
+        active: dict[str, tuple[ClaimedRun, float | None]] = {}
+        renew_every = self.lease.total_seconds() / 3
+        next_renewal = time.monotonic() + renew_every
         try:
-            for run in claimed:
-                futures[pool.submit(_invoke, run.planned.spec)] = run
-            pending = set(futures)
-            renew_every = self.lease.total_seconds() / 3
-            next_renewal = time.monotonic() + renew_every
-            while pending:
-                done, pending = wait(
-                    pending,
-                    timeout=max(0.0, next_renewal - time.monotonic()),
-                    return_when=FIRST_COMPLETED,
+            while waiting or active:
+                while waiting and len(active) < capacity:
+                    run = waiting.popleft()
+                    timeout = run.planned.spec.timeout
+                    deadline = time.monotonic() + timeout if timeout else None
+                    active[run.token] = (run, deadline)
+                    threading.Thread(
+                        target=_work,
+                        args=(run, outcomes),
+                        name=f"dumbwaiter:{run.planned.spec.name}"[:60],
+                        daemon=True,
+                    ).start()
+                wake = min(
+                    [next_renewal] + [d for _, d in active.values() if d is not None]
                 )
-                if done:
-                    self.record([(futures[f], f.result()) for f in done], report)
-                if pending and time.monotonic() >= next_renewal:
-                    self.renew([futures[f] for f in pending])
+                batch = _drain(outcomes, max(0.0, wake - time.monotonic()))
+                # An outcome of a run already recorded as timed out is dropped.
+                batch = [(r, o) for r, o in batch if active.pop(r.token, None)]
+                now = time.monotonic()
+                for token, (run, deadline) in list(active.items()):
+                    if deadline is not None and now >= deadline:
+                        del active[token]
+                        batch.append((run, _timed_out(run)))
+                        self.hung_threads += 1
+                if batch:
+                    self.record(batch, report)
+                if active and time.monotonic() >= next_renewal:
+                    self.renew([run for run, _ in active.values()])
                     next_renewal = time.monotonic() + renew_every
         finally:
-            pool.shutdown(wait=True)
             for run in claimed:
                 run.lock.release()
 
@@ -356,6 +415,16 @@ class Tick:
                     name,
                 )
                 report.discarded.append(name)
+            elif outcome.timed_out:
+                logger.error(
+                    "timed out name=%s timeout=%ss: recorded as failed; the "
+                    "previous value stays",
+                    name,
+                    run.planned.spec.timeout,
+                )
+                report.failed.append(name)
+                report.timed_out.append(name)
+                signals.send_failed(run.planned.spec, outcome)
             elif outcome.error is not None:
                 logger.error(
                     "failed name=%s duration=%.3fs error=%s",
@@ -365,27 +434,31 @@ class Tick:
                     exc_info=outcome.error,
                 )
                 report.failed.append(name)
+                signals.send_failed(run.planned.spec, outcome)
             else:
                 logger.info("ran name=%s duration=%.3fs", name, outcome.duration)
                 report.succeeded.append(name)
+                signals.send_stored(run.planned.spec, outcome)
             run.lock.release()
 
     def _record_one(self, run: ClaimedRun, outcome: Outcome) -> bool:
         spec = run.planned.spec
-        next_due = clock.to_db(
-            spec.schedule.next_due(run.planned.slot, outcome.finished)
-        )
+        next_due = spec.schedule.next_due(run.planned.slot, outcome.finished)
+        if outcome.error is not None and spec.retry_after:
+            next_due = min(
+                next_due, outcome.finished + timedelta(seconds=spec.retry_after)
+            )
         common = {
             "last_finished": clock.to_db(outcome.finished),
             "duration": outcome.duration,
-            "next_due": next_due,
+            "next_due": clock.to_db(next_due),
         }
         if outcome.error is not None:
             message = str(outcome.error)
             return FunctionState.objects.record(
                 spec.name,
                 run.token,
-                status=Status.FAILED,
+                status=Status.TIMED_OUT if outcome.timed_out else Status.FAILED,
                 error_class=_error_class(outcome.error)[:255],
                 error_message=message,
                 error_traceback=outcome.error_traceback,
