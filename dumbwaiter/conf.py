@@ -19,6 +19,7 @@ DEFAULT_SAVED = 10
 DEFAULT_SERIALIZER = "dumbwaiter.serializers.pickler"
 DEFAULT_LEASE = 60.0
 DEFAULT_MAX_WORKERS = 8
+DEFAULT_STALE_AFTER = 2.0
 
 
 def function_list() -> Any:
@@ -60,6 +61,11 @@ def lease() -> Any:
     how long a function stays blocked after its host died.
     """
     return getattr(settings, "DUMBWAITER_LEASE", DEFAULT_LEASE)
+
+
+def stale_after() -> Any:
+    """How many periods old a value may grow before it counts as stale."""
+    return getattr(settings, "DUMBWAITER_STALE_AFTER", DEFAULT_STALE_AFTER)
 
 
 def time_zone() -> str:

@@ -107,8 +107,14 @@ class FunctionStateQuerySet(models.QuerySet["FunctionState"]):
             )
         )
 
-    def newest_payload(self, name: str) -> bytes | None:
-        row = self.filter(name=name).values_list("value", flat=True)[:1]
+    def newest_payload(
+        self, name: str, computed_since: datetime | None = None
+    ) -> bytes | None:
+        """The stored value's bytes: one SELECT of one column by unique name."""
+        rows = self.filter(name=name)
+        if computed_since is not None:
+            rows = rows.filter(value_computed_at__gte=computed_since)
+        row = rows.values_list("value", flat=True)[:1]
         for value in row:
             return bytes(value) if value is not None else None
         return None
@@ -156,6 +162,7 @@ class FunctionState(models.Model):
 
     class Meta:
         verbose_name = "function"
+        permissions = [("run_function", "Can run a function now from the admin")]
 
     def __str__(self) -> str:
         return self.name

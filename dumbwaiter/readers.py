@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dumbwaiter import clock, specs
@@ -53,14 +53,25 @@ def _deserialize(name: str, payload: bytes) -> Any:
     return get_serializer().deserialize(payload)
 
 
-def get_value(name: str, default: Any = None) -> Any:
+def get_value(
+    name: str, default: Any = None, max_age: float | timedelta | None = None
+) -> Any:
     """The newest value of the function called ``name``, or ``default``.
 
-    Raises :class:`~dumbwaiter.exceptions.UnknownFunction` for a name that is
-    not in ``DUMBWAITER_FUNCTION_LIST``.
+    With ``max_age`` (seconds or a timedelta), a value computed longer ago
+    than that also gives ``default``. Raises
+    :class:`~dumbwaiter.exceptions.UnknownFunction` for a name that is not in
+    ``DUMBWAITER_FUNCTION_LIST``.
     """
     specs.registry().get(name)
-    payload = FunctionState.objects.newest_payload(name)
+    if max_age is None:
+        payload = FunctionState.objects.newest_payload(name)
+    else:
+        if not isinstance(max_age, timedelta):
+            max_age = timedelta(seconds=max_age)
+        payload = FunctionState.objects.newest_payload(
+            name, computed_since=clock.to_db(clock.now() - max_age)
+        )
     if payload is None:
         return default
     return _deserialize(name, payload)

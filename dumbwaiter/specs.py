@@ -163,6 +163,15 @@ class _Validator:
                 "Set it to how long a dead host may keep a function blocked, "
                 "for example 60.",
             )
+        stale_after = conf.stale_after()
+        if not _is_number(stale_after) or stale_after < 1:
+            self.add(
+                "E025",
+                f"DUMBWAITER_STALE_AFTER must be a number of at least 1, "
+                f"not {stale_after!r}.",
+                "Give how many periods old a value may be before "
+                "'dumbwaiter_status --check' reports it, for example 2.",
+            )
         lock_dir = conf.configured_lock_dir()
         if lock_dir is not None and not isinstance(lock_dir, str | os.PathLike):
             self.add(

@@ -89,8 +89,10 @@ class Outcome:
 @dataclass
 class Plan:
     due: list[PlannedRun] = field(default_factory=list)
-    running_elsewhere: list[str] = field(default_factory=list)
-    not_due: int = 0
+    # Held by a live claim of another host (name -> when its lease ends).
+    running_elsewhere: dict[str, datetime | None] = field(default_factory=dict)
+    # name -> when it is next due.
+    not_due: dict[str, datetime | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,6 +183,7 @@ class Tick:
         lock_dir: str | None = None,
         now: Callable[[], datetime] = clock.now,
         only: list[str] | None = None,
+        force: bool = False,
     ) -> None:
         self.registry = registry if registry is not None else specs.registry()
         self.threaded = conf.threaded() if threaded is None else threaded
@@ -191,19 +194,24 @@ class Tick:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.db_alias = router.db_for_write(FunctionState)
         self.only = only
+        # Run every planned function now, whatever its schedule (dumbwaiter_run).
+        self.force = force
         # Worker threads given up on after a timeout; they may still run.
         self.hung_threads = 0
 
     # -- plan -------------------------------------------------------------
 
-    def plan(self, now: datetime) -> Plan:
-        """Decide what is due from one read of every state row."""
+    def plan(self, now: datetime, *, write: bool = True) -> Plan:
+        """Decide what is due from one read of every state row.
+
+        ``write=False`` (a dry run) leaves rows of new functions uncreated.
+        """
         specs_by_name = self.registry.specs
         if self.only is not None:
             specs_by_name = {n: specs_by_name[n] for n in self.only}
         rows = {row[0]: row for row in FunctionState.objects.plan_rows()}
         missing = [name for name in specs_by_name if name not in rows]
-        if missing:
+        if missing and write:
             FunctionState.objects.add_missing(missing)
 
         plan = Plan()
@@ -235,12 +243,14 @@ class Tick:
                         )
                     )
                 else:
-                    plan.running_elsewhere.append(name)
+                    plan.running_elsewhere[name] = lease_expires
                 continue
             if spec.schedule.is_due(next_due, now):
                 plan.due.append(PlannedRun(spec, version, next_due or now))
+            elif self.force:
+                plan.due.append(PlannedRun(spec, version, now))
             else:
-                plan.not_due += 1
+                plan.not_due[name] = next_due
         return plan
 
     # -- lock and claim -----------------------------------------------------
@@ -509,7 +519,7 @@ class Tick:
         now = self.now()
         report = TickReport()
         plan = self.plan(now)
-        report.not_due = plan.not_due
+        report.not_due = len(plan.not_due)
         report.running_elsewhere.extend(plan.running_elsewhere)
         claimed = self.lock_and_claim(plan, report, now)
         self.execute(claimed, report)
@@ -544,6 +554,9 @@ class Loop:
         self.stop = stop
         self.deadline = deadline
         self.max_sleep = max_sleep
+        # Set when a tick gave up on a timed-out function whose thread still
+        # runs: the process must end so that thread ends with it.
+        self.stopped_for_hung_thread = False
 
     def run(self) -> list[TickReport]:
         reports: list[TickReport] = []
@@ -552,6 +565,14 @@ class Loop:
                 break
             tick = self.make_tick()
             reports.append(tick.run())
+            if tick.hung_threads:
+                logger.error(
+                    "stopping: %s timed-out function(s) may still be running in "
+                    "this process, and must not run twice",
+                    tick.hung_threads,
+                )
+                self.stopped_for_hung_thread = True
+                break
             wake = next_wake(tick.registry, tick.now())
             sleep = self.max_sleep
             if wake is not None:

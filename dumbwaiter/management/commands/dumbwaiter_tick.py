@@ -53,6 +53,12 @@ class Command(BaseCommand):
             help="Run one tick and exit (for cron and systemd timers).",
         )
         parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print what would run now, and why, without running or changing "
+            "anything.",
+        )
+        parser.add_argument(
             "--for",
             dest="for_seconds",
             type=positive_seconds,
@@ -70,6 +76,9 @@ class Command(BaseCommand):
             registry = load_registry()
             reports: list[TickReport]
             try:
+                if options["dry_run"]:
+                    self.dry_run(Tick(registry))
+                    return
                 if options["once"]:
                     reports = [Tick(registry).run()]
                 else:
@@ -83,8 +92,33 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 raise database_unavailable(exc) from exc
         failed = sorted({name for report in reports for name in report.failed})
+        # A timed-out function's thread may still run; this process exits
+        # now, and the thread with it (workers are daemon threads).
         if failed:
             raise CommandError(
                 f"{len(failed)} function(s) failed: {', '.join(failed)}",
                 returncode=EXIT_FAILED,
             )
+
+    def dry_run(self, tick: Tick) -> None:
+        now = tick.now()
+        plan = tick.plan(now, write=False)
+        lines = []
+        for run in plan.due:
+            if run.needs_free_lock:
+                why = "only if its claimant on this host is dead (free lock)"
+            elif run.abandoned_by:
+                why = "its previous run's lease expired; would take over"
+            elif run.version == 0:
+                why = "never run"
+            else:
+                why = f"due since {run.slot:%Y-%m-%d %H:%M:%S}"
+            lines.append((run.spec.name, f"would run: {why}"))
+        for name, until in plan.running_elsewhere.items():
+            when = f"{until:%Y-%m-%d %H:%M:%S}" if until else "?"
+            lines.append((name, f"running on another host (lease until {when})"))
+        for name, due in plan.not_due.items():
+            when = f"{due:%Y-%m-%d %H:%M:%S}" if due else "?"
+            lines.append((name, f"not due until {when}"))
+        for name, text in sorted(lines):
+            self.stdout.write(f"{name}: {text} (UTC)")

@@ -7,10 +7,15 @@ import logging
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import Error as DatabaseError
 
-from dumbwaiter.management.base import command_logging, load_registry, stop_on_signals
+from dumbwaiter.management.base import (
+    EXIT_FAILED,
+    command_logging,
+    load_registry,
+    stop_on_signals,
+)
 from dumbwaiter.tick import Loop, Tick
 
 logger = logging.getLogger("dumbwaiter.command")
@@ -41,16 +46,23 @@ class Command(BaseCommand):
             stop = threading.Event()
             with stop_on_signals(stop):
                 while not stop.is_set():
+                    loop = Loop(
+                        lambda: Tick(registry),
+                        stop=stop,
+                        max_sleep=options["max_sleep"],
+                    )
                     try:
-                        Loop(
-                            lambda: Tick(registry),
-                            stop=stop,
-                            max_sleep=options["max_sleep"],
-                        ).run()
+                        loop.run()
                     except DatabaseError:
                         logger.exception(
                             "tick failed on a database error; retrying in %ss",
                             RETRY_AFTER,
                         )
                         stop.wait(RETRY_AFTER)
+                    if loop.stopped_for_hung_thread:
+                        raise CommandError(
+                            "a function timed out and may still be running; "
+                            "exiting so that it stops (restart the command)",
+                            returncode=EXIT_FAILED,
+                        )
             logger.info("stopped")
