@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from dumbwaiter import specs
 from dumbwaiter.models import FunctionState, HistoryEntry
 from dumbwaiter.serializers import get_serializer
+from dumbwaiter.storage import unseal
 
 logger = logging.getLogger("dumbwaiter.admin")
 
@@ -23,12 +24,15 @@ _preview.maxother = 200
 _preview.maxlevel = 3
 
 
-def preview(payload: bytes | memoryview | None) -> str:
+def preview(name: str, payload: bytes | memoryview | None) -> str:
     """A short repr of a stored value, or why there is none to show."""
     if payload is None:
         return "-"
+    body = unseal(name, bytes(payload))
+    if body is None:
+        return "(cannot be read: the signature does not match)"
     try:
-        value = get_serializer().deserialize(bytes(payload))
+        value = get_serializer().deserialize(body)
     except Exception as exc:
         return f"(cannot be read: {type(exc).__name__})"
     return _preview.repr(value)
@@ -80,7 +84,7 @@ class FunctionStateAdmin(ReadOnlyAdmin):
 
     @admin.display(description="value")
     def value_preview(self, obj: FunctionState) -> str:
-        return preview(obj.value)
+        return preview(obj.name, obj.value)
 
     @admin.display(description="traceback")
     def error_traceback_block(self, obj: FunctionState) -> str:
@@ -139,4 +143,4 @@ class HistoryEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="value")
     def value_preview(self, obj: HistoryEntry) -> str:
-        return preview(obj.value)
+        return preview(obj.name, obj.value)

@@ -68,6 +68,11 @@ def stale_after() -> Any:
     return getattr(settings, "DUMBWAITER_STALE_AFTER", DEFAULT_STALE_AFTER)
 
 
+def storage() -> Any:
+    """``"database"`` or ``"cache:<alias>"``: where values are kept."""
+    return getattr(settings, "DUMBWAITER_STORAGE", "database")
+
+
 def time_zone() -> str:
     """The zone cron schedules use unless an entry names its own."""
     return getattr(settings, "TIME_ZONE", None) or "UTC"

@@ -1,7 +1,10 @@
 """The read path: what views call to show a value.
 
-get_value is one indexed SELECT of one column, then deserialization. The
-name check runs against the cached registry, so it costs no query.
+get_value is one indexed SELECT of one column (or one cache read), a seal
+check, then deserialization. The name check runs against the cached
+registry, so it costs no query. A value that cannot be read for any reason
+gives the caller's default and an ERROR log line, never raw bytes and never
+an exception in the view.
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from dumbwaiter import clock, specs
 from dumbwaiter.models import FunctionState, HistoryEntry, Status
 from dumbwaiter.serializers import get_serializer
+from dumbwaiter.storage import get_storage, unseal
 
 logger = logging.getLogger("dumbwaiter.read")
+
+_UNREADABLE = object()
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,24 @@ class PastValue:
     duration: float | None
 
 
-def _deserialize(name: str, payload: bytes) -> Any:
-    return get_serializer().deserialize(payload)
+def _open(name: str, payload: bytes) -> Any:
+    """The value in a stored payload, or ``_UNREADABLE`` (logged)."""
+    body = unseal(name, payload)
+    if body is None:
+        logger.error(
+            "unreadable name=%s reason=signature: the stored value was not "
+            "written for this function with this SECRET_KEY (or its fallbacks); "
+            "returning the default",
+            name,
+        )
+        return _UNREADABLE
+    try:
+        return get_serializer().deserialize(body)
+    except Exception:
+        logger.exception(
+            "unreadable name=%s reason=deserialize: returning the default", name
+        )
+        return _UNREADABLE
 
 
 def get_value(
@@ -64,29 +88,32 @@ def get_value(
     ``DUMBWAITER_FUNCTION_LIST``.
     """
     specs.registry().get(name)
-    if max_age is None:
-        payload = FunctionState.objects.newest_payload(name)
-    else:
+    since = None
+    if max_age is not None:
         if not isinstance(max_age, timedelta):
             max_age = timedelta(seconds=max_age)
-        payload = FunctionState.objects.newest_payload(
-            name, computed_since=clock.to_db(clock.now() - max_age)
-        )
+        since = clock.now() - max_age
+    payload = get_storage().read(name, since)
     if payload is None:
         return default
-    return _deserialize(name, payload)
+    value = _open(name, payload)
+    return default if value is _UNREADABLE else value
 
 
 def get_result(name: str) -> Result:
-    """The newest value with its time, status, last error and age."""
+    """The newest value with its time, status, last error and age.
+
+    ``value`` is None when there is none, or when it cannot be read.
+    """
     specs.registry().get(name)
     state = FunctionState.objects.filter(name=name).first()
     if state is None:
         return Result(name, None, None, Status.NEVER_RUN, None, None)
     computed_at = clock.from_db(state.value_computed_at)
-    value = None
-    if state.value is not None:
-        value = _deserialize(name, bytes(state.value))
+    payload = get_storage().read_state(state)
+    value = None if payload is None else _open(name, payload)
+    if value is _UNREADABLE:
+        value = None
     error = None
     if state.error_class:
         error = LastError(
@@ -102,17 +129,50 @@ def get_result(name: str) -> Result:
 
 
 def get_history(name: str, limit: int | None = None) -> list[PastValue]:
-    """Stored past values, newest first (at most the function's ``saved``)."""
+    """Stored past values, newest first (at most the function's ``saved``).
+
+    Empty with a cache storage backend, which keeps no history. Entries that
+    cannot be read are left out (and logged).
+    """
     specs.registry().get(name)
     rows = HistoryEntry.objects.for_function(name).values_list(
         "value", "computed_at", "duration"
     )
     if limit is not None:
         rows = rows[:limit]
-    return [
-        PastValue(_deserialize(name, bytes(value)), clock.from_db(at), duration)
-        for value, at, duration in rows
-    ]
+    history = []
+    for payload, at, duration in rows:
+        value = _open(name, bytes(payload))
+        if value is not _UNREADABLE:
+            history.append(PastValue(value, clock.from_db(at), duration))
+    return history
 
 
-__all__ = ["LastError", "PastValue", "Result", "get_history", "get_result", "get_value"]
+async def aget_value(
+    name: str, default: Any = None, max_age: float | timedelta | None = None
+) -> Any:
+    """:func:`get_value` for async views."""
+    return await sync_to_async(get_value)(name, default, max_age)
+
+
+async def aget_result(name: str) -> Result:
+    """:func:`get_result` for async views."""
+    return await sync_to_async(get_result)(name)
+
+
+async def aget_history(name: str, limit: int | None = None) -> list[PastValue]:
+    """:func:`get_history` for async views."""
+    return await sync_to_async(get_history)(name, limit)
+
+
+__all__ = [
+    "LastError",
+    "PastValue",
+    "Result",
+    "aget_history",
+    "aget_result",
+    "aget_value",
+    "get_history",
+    "get_result",
+    "get_value",
+]

@@ -172,6 +172,7 @@ class _Validator:
                 "Give how many periods old a value may be before "
                 "'dumbwaiter_status --check' reports it, for example 2.",
             )
+        self.storage()
         lock_dir = conf.configured_lock_dir()
         if lock_dir is not None and not isinstance(lock_dir, str | os.PathLike):
             self.add(
@@ -191,6 +192,30 @@ class _Validator:
                 "Remove the setting to use pickle.DEFAULT_PROTOCOL.",
             )
         self.serializer()
+
+    def storage(self) -> None:
+        from django.conf import settings
+
+        storage = conf.storage()
+        if storage == "database":
+            return
+        alias = storage.removeprefix("cache:") if isinstance(storage, str) else None
+        if not (isinstance(storage, str) and storage.startswith("cache:") and alias):
+            self.add(
+                "E026",
+                f"DUMBWAITER_STORAGE must be 'database' or 'cache:<alias>', "
+                f"not {storage!r}.",
+                "Use 'database' (the default, with history) or, for example, "
+                "'cache:default'.",
+            )
+        elif alias not in getattr(settings, "CACHES", {}):
+            self.add(
+                "E026",
+                f"DUMBWAITER_STORAGE names the cache {alias!r}, which is not in "
+                "CACHES.",
+                f"Add a {alias!r} entry to CACHES, or name one of: "
+                f"{', '.join(sorted(getattr(settings, 'CACHES', {}))) or 'none'}.",
+            )
 
     def serializer(self) -> None:
         path = conf.serializer_path()

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ from dumbwaiter.locks import FunctionLock, lock_scope
 from dumbwaiter.models import FunctionState, HistoryEntry, Status
 from dumbwaiter.serializers import get_serializer
 from dumbwaiter.specs import FunctionSpec, Registry
+from dumbwaiter.storage import get_storage, seal
 
 logger = logging.getLogger("dumbwaiter.tick")
 
@@ -128,7 +129,7 @@ def _invoke(spec: FunctionSpec) -> Outcome:
     started = clock.now()
     try:
         value = spec.call()
-        payload = get_serializer().serialize(value)
+        payload = seal(spec.name, get_serializer().serialize(value))
     except Exception as exc:
         return Outcome(
             started=started,
@@ -193,6 +194,7 @@ class Tick:
         self.lease = timedelta(seconds=float(conf.lease()))
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.db_alias = router.db_for_write(FunctionState)
+        self.storage = get_storage()
         self.only = only
         # Run every planned function now, whatever its schedule (dumbwaiter_run).
         self.force = force
@@ -414,9 +416,9 @@ class Tick:
     ) -> None:
         """Store the outcomes that finished together, in one transaction."""
         results = self._atomic(
-            lambda: [(run, out, self._record_one(run, out)) for run, out in finished]
+            lambda: [(run, *self._record_one(run, out)) for run, out in finished]
         )
-        for run, outcome, stored in results:
+        for run, stored, outcome in results:
             name = run.planned.spec.name
             if not stored:
                 logger.warning(
@@ -451,43 +453,68 @@ class Tick:
                 signals.send_stored(run.planned.spec, outcome)
             run.lock.release()
 
-    def _record_one(self, run: ClaimedRun, outcome: Outcome) -> bool:
+    def _record_one(self, run: ClaimedRun, outcome: Outcome) -> tuple[bool, Outcome]:
+        """Write one outcome; returns whether it was stored, and the outcome.
+
+        The outcome changes when a computed value cannot be stored (a cache
+        backend that is down): the run then counts as failed with that error.
+        """
         spec = run.planned.spec
+        if outcome.error is None:
+            try:
+                return self._record_value(run, outcome), outcome
+            except Exception as exc:
+                outcome = replace(
+                    outcome,
+                    error=exc,
+                    error_traceback=traceback.format_exc(),
+                    payload=None,
+                    value=None,
+                )
         next_due = spec.schedule.next_due(run.planned.slot, outcome.finished)
-        if outcome.error is not None and spec.retry_after:
+        if spec.retry_after:
             next_due = min(
                 next_due, outcome.finished + timedelta(seconds=spec.retry_after)
             )
-        common = {
-            "last_finished": clock.to_db(outcome.finished),
-            "duration": outcome.duration,
-            "next_due": clock.to_db(next_due),
-        }
-        if outcome.error is not None:
-            message = str(outcome.error)
-            return FunctionState.objects.record(
-                spec.name,
-                run.token,
-                status=Status.TIMED_OUT if outcome.timed_out else Status.FAILED,
-                error_class=_error_class(outcome.error)[:255],
-                error_message=message,
-                error_traceback=outcome.error_traceback,
-                error_at=clock.to_db(outcome.finished),
-                **common,
-            )
+        assert outcome.error is not None
         stored = FunctionState.objects.record(
             spec.name,
             run.token,
-            status=Status.SUCCEEDED,
-            value=outcome.payload,
-            value_computed_at=clock.to_db(outcome.started),
-            **common,
+            status=Status.TIMED_OUT if outcome.timed_out else Status.FAILED,
+            error_class=_error_class(outcome.error)[:255],
+            error_message=str(outcome.error),
+            error_traceback=outcome.error_traceback,
+            error_at=clock.to_db(outcome.finished),
+            last_finished=clock.to_db(outcome.finished),
+            duration=outcome.duration,
+            next_due=clock.to_db(next_due),
         )
-        if stored:
+        return stored, outcome
+
+    def _record_value(self, run: ClaimedRun, outcome: Outcome) -> bool:
+        spec = run.planned.spec
+        assert outcome.payload is not None
+        next_due = spec.schedule.next_due(run.planned.slot, outcome.finished)
+        computed_at = clock.to_db(outcome.started)
+
+        def record(value_fields: dict[str, Any]) -> bool:
+            return FunctionState.objects.record(
+                spec.name,
+                run.token,
+                status=Status.SUCCEEDED,
+                value_computed_at=computed_at,
+                last_finished=clock.to_db(outcome.finished),
+                duration=outcome.duration,
+                next_due=clock.to_db(next_due),
+                **value_fields,
+            )
+
+        stored = self.storage.store(spec.name, outcome.payload, outcome.started, record)
+        if stored and self.storage.keeps_history:
             HistoryEntry.objects.create(
                 name=spec.name,
                 value=outcome.payload,
-                computed_at=clock.to_db(outcome.started),
+                computed_at=computed_at,
                 duration=outcome.duration,
             )
             HistoryEntry.objects.trim(spec.name, spec.saved)
