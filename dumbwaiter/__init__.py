@@ -41,13 +41,11 @@ __all__ = [
     "get_value",
 ]
 
-_READERS = {
-    "LastError",
-    "PastValue",
-    "Result",
-    "get_history",
-    "get_result",
-    "get_value",
+# Everything but the exceptions lives in dumbwaiter.readers.
+_READERS = frozenset(__all__) - {
+    "ConfigurationError",
+    "DumbwaiterError",
+    "UnknownFunction",
 }
 
 

@@ -134,12 +134,13 @@ def get_history(name: str, limit: int | None = None) -> list[PastValue]:
     Empty with a cache storage backend, which keeps no history. Entries that
     cannot be read are left out (and logged).
     """
-    specs.registry().get(name)
+    saved = specs.registry().get(name).saved
+    # Rows beyond ``saved`` can exist until the next run trims them (after
+    # ``saved`` was lowered); they are not part of the history any more.
+    limit = saved if limit is None else min(limit, saved)
     rows = HistoryEntry.objects.for_function(name).values_list(
         "value", "computed_at", "duration"
-    )
-    if limit is not None:
-        rows = rows[:limit]
+    )[:limit]
     history = []
     for payload, at, duration in rows:
         value = _open(name, bytes(payload))

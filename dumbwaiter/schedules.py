@@ -7,7 +7,6 @@ datetimes; the models store exactly what these return.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,6 +19,9 @@ from croniter import croniter
 # so that long periods do not run minutes ahead.
 EARLY_SHARE = 0.1
 EARLY_CAP = timedelta(seconds=5)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,15 @@ class Frequency:
         that came after downtime, is followed by one run at the next slot,
         never by a burst of catch-up runs.
         """
-        after = max(slot, finished).timestamp()
-        point = (math.floor(after / self.seconds) + 1) * self.seconds
-        if point <= after:  # float division landed just below a grid point
-            point += self.seconds
-        return datetime.fromtimestamp(point, tz=UTC)
+        # Whole microseconds, the resolution datetimes and databases keep:
+        # float seconds would round some grid points back onto the slot.
+        after = (max(slot, finished) - _EPOCH) // _MICROSECOND
+        period = max(1, round(self.seconds * 1_000_000))
+        point = (after // period + 1) * period
+        return _EPOCH + point * _MICROSECOND
+
+    def slot_for(self, now: datetime) -> datetime:
+        return _slot_for(self, now)
 
     def describe(self) -> str:
         seconds = self.seconds
@@ -104,6 +110,9 @@ class Cron:
     def next_due(self, slot: datetime, finished: datetime) -> datetime:
         return self.next_after(max(slot, finished))
 
+    def slot_for(self, now: datetime) -> datetime:
+        return _slot_for(self, now)
+
     def next_after(self, after: datetime) -> datetime:
         """The first moment strictly after ``after`` that the expression names."""
         tz = self._tz
@@ -130,6 +139,18 @@ class Cron:
 
     def describe(self) -> str:
         return f"cron {self.expression!r} ({self.timezone})"
+
+
+def _slot_for(schedule: Frequency | Cron, now: datetime) -> datetime:
+    """The slot a run starting at ``now`` without a slot of its own counts for.
+
+    A first run, a forced run or a takeover that starts in the early window
+    of the next slot counts as that slot's run; otherwise it stands alone.
+    Without this a first run one second before the minute would be followed
+    by a second run one second later.
+    """
+    upcoming = schedule.next_due(now, now)
+    return upcoming if upcoming - now <= schedule.tolerance else now
 
 
 # Longer than any daylight-saving shift in use (Lord Howe's is 30 minutes,

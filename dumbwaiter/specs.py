@@ -88,6 +88,9 @@ class Registry:
     # Names whose entries had problems: asking for one is a configuration
     # error, not an unknown name.
     broken_names: frozenset[str] = frozenset()
+    # The list, or an entry of it, is broken before any name could be read:
+    # an unknown name might be one of those.
+    has_unnamed_problems: bool = False
 
     def get(self, name: str) -> FunctionSpec:
         try:
@@ -97,6 +100,12 @@ class Registry:
                 raise ConfigurationError(
                     f"Function {name!r} is misconfigured; run "
                     "'manage.py check' for details."
+                ) from None
+            if self.has_unnamed_problems:
+                raise ConfigurationError(
+                    f"{name!r} is not a known function, and DUMBWAITER_FUNCTION_"
+                    "LIST has entries without a usable name; run 'manage.py "
+                    "check' for details."
                 ) from None
             raise UnknownFunction(name, sorted(self.specs)) from None
 
@@ -229,10 +238,11 @@ class _Validator:
             return
         try:
             module = importlib.import_module(path)
-        except ImportError as exc:
+        except Exception as exc:  # any error while importing, not only ImportError
             self.add(
                 "E014",
-                f"DUMBWAITER_SERIALIZER {path!r} could not be imported: {exc}.",
+                f"DUMBWAITER_SERIALIZER {path!r} could not be imported: "
+                f"{type(exc).__name__}: {exc}.",
                 "Give the dotted path of a module, such as "
                 "'dumbwaiter.serializers.pickler'.",
             )
@@ -459,10 +469,11 @@ class _Validator:
             path = target
             try:
                 target = import_string(path)
-            except ImportError as exc:
+            except Exception as exc:  # any error while importing, not only ImportError
                 self.add(
                     "E008",
-                    f"{where}: the function {path!r} could not be imported: {exc}",
+                    f"{where}: the function {path!r} could not be imported: "
+                    f"{type(exc).__name__}: {exc}",
                     "Check the dotted path: 'package.module.function_name'.",
                 )
                 return None
@@ -489,6 +500,10 @@ def validate() -> Registry:
         specs=MappingProxyType(specs),
         problems=tuple(validator.problems),
         broken_names=frozenset(broken),
+        has_unnamed_problems=any(
+            p.id in {"dumbwaiter.E001", "dumbwaiter.E002", "dumbwaiter.E004"}
+            for p in validator.problems
+        ),
     )
 
 

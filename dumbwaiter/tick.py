@@ -124,16 +124,20 @@ def _error_class(error: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def _invoke(spec: FunctionSpec) -> Outcome:
-    """Run one function on a worker thread and serialize what it returns."""
-    started = clock.now()
+def _invoke(spec: FunctionSpec, now: Callable[[], datetime]) -> Outcome:
+    """Run one function on a worker thread and serialize what it returns.
+
+    BaseException is caught too: a function calling sys.exit() must count as
+    a failed run, not kill the worker silently and leave the tick waiting.
+    """
+    started = now()
     try:
         value = spec.call()
         payload = seal(spec.name, get_serializer().serialize(value))
-    except Exception as exc:
+    except BaseException as exc:
         return Outcome(
             started=started,
-            finished=clock.now(),
+            finished=now(),
             error=exc,
             error_traceback=traceback.format_exc(),
         )
@@ -141,11 +145,13 @@ def _invoke(spec: FunctionSpec) -> Outcome:
         # A worker thread opens its own connections if the function queries
         # the database; they would otherwise stay open until the process ends.
         connections.close_all()
-    return Outcome(started=started, finished=clock.now(), payload=payload, value=value)
+    return Outcome(started=started, finished=now(), payload=payload, value=value)
 
 
-def _work(run: ClaimedRun, outcomes: queue.SimpleQueue[Any]) -> None:
-    outcomes.put((run, _invoke(run.planned.spec)))
+def _work(
+    run: ClaimedRun, outcomes: queue.SimpleQueue[Any], now: Callable[[], datetime]
+) -> None:
+    outcomes.put((run, _invoke(run.planned.spec, now)))
 
 
 def _drain(
@@ -163,14 +169,12 @@ def _drain(
             return batch
 
 
-def _timed_out(run: ClaimedRun) -> Outcome:
+def _timed_out(run: ClaimedRun, now: Callable[[], datetime]) -> Outcome:
     spec = run.planned.spec
     error = FunctionTimeout(
         f"{spec.name!r} was still running after its timeout of {spec.timeout:g}s"
     )
-    return Outcome(
-        started=run.started, finished=clock.now(), error=error, timed_out=True
-    )
+    return Outcome(started=run.started, finished=now(), error=error, timed_out=True)
 
 
 class Tick:
@@ -221,7 +225,7 @@ class Tick:
             spec = specs_by_name[name]
             row = rows.get(name)
             if row is None:
-                plan.due.append(PlannedRun(spec=spec, version=0, slot=now))
+                plan.due.append(PlannedRun(spec, 0, spec.schedule.slot_for(now)))
                 continue
             _, version, next_due, lease_expires, token, scope = row
             next_due = clock.from_db(next_due)
@@ -230,7 +234,11 @@ class Tick:
                 if lease_expires is not None and lease_expires <= now:
                     plan.due.append(
                         PlannedRun(
-                            spec, version, now, previous_token=token, abandoned_by=token
+                            spec,
+                            version,
+                            spec.schedule.slot_for(now),
+                            previous_token=token,
+                            abandoned_by=token,
                         )
                     )
                 elif scope == self.lock_scope:
@@ -238,7 +246,7 @@ class Tick:
                         PlannedRun(
                             spec,
                             version,
-                            now,
+                            spec.schedule.slot_for(now),
                             previous_token=token,
                             abandoned_by=token,
                             needs_free_lock=True,
@@ -248,9 +256,10 @@ class Tick:
                     plan.running_elsewhere[name] = lease_expires
                 continue
             if spec.schedule.is_due(next_due, now):
-                plan.due.append(PlannedRun(spec, version, next_due or now))
+                slot = next_due or spec.schedule.slot_for(now)
+                plan.due.append(PlannedRun(spec, version, slot))
             elif self.force:
-                plan.due.append(PlannedRun(spec, version, now))
+                plan.due.append(PlannedRun(spec, version, spec.schedule.slot_for(now)))
             else:
                 plan.not_due[name] = next_due
         return plan
@@ -367,19 +376,23 @@ class Tick:
         active: dict[str, tuple[ClaimedRun, float | None]] = {}
         renew_every = self.lease.total_seconds() / 3
         next_renewal = time.monotonic() + renew_every
+
+        def fill() -> None:
+            while waiting and len(active) < capacity:
+                run = waiting.popleft()
+                timeout = run.planned.spec.timeout
+                deadline = time.monotonic() + timeout if timeout else None
+                active[run.token] = (run, deadline)
+                threading.Thread(
+                    target=_work,
+                    args=(run, outcomes, self.now),
+                    name=f"dumbwaiter:{run.planned.spec.name}"[:60],
+                    daemon=True,
+                ).start()
+
         try:
-            while waiting or active:
-                while waiting and len(active) < capacity:
-                    run = waiting.popleft()
-                    timeout = run.planned.spec.timeout
-                    deadline = time.monotonic() + timeout if timeout else None
-                    active[run.token] = (run, deadline)
-                    threading.Thread(
-                        target=_work,
-                        args=(run, outcomes),
-                        name=f"dumbwaiter:{run.planned.spec.name}"[:60],
-                        daemon=True,
-                    ).start()
+            fill()
+            while active:
                 wake = min(
                     [next_renewal] + [d for _, d in active.values() if d is not None]
                 )
@@ -390,8 +403,11 @@ class Tick:
                 for token, (run, deadline) in list(active.items()):
                     if deadline is not None and now >= deadline:
                         del active[token]
-                        batch.append((run, _timed_out(run)))
+                        batch.append((run, _timed_out(run, self.now)))
                         self.hung_threads += 1
+                # Start the next functions before recording, so they run
+                # while this batch is written and finish into the next one.
+                fill()
                 if batch:
                     self.record(batch, report)
                 if active and time.monotonic() >= next_renewal:

@@ -11,6 +11,7 @@ import importlib
 from typing import Any, Protocol
 
 from dumbwaiter import conf
+from dumbwaiter.exceptions import ConfigurationError
 
 
 class Serializer(Protocol):
@@ -21,5 +22,11 @@ class Serializer(Protocol):
 
 def get_serializer() -> Serializer:
     """The configured serializer; the module import is cached by Python."""
-    module = importlib.import_module(conf.serializer_path())
-    return module.serializer  # type: ignore[no-any-return]
+    path = conf.serializer_path()
+    try:
+        return importlib.import_module(path).serializer  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ConfigurationError(
+            f"DUMBWAITER_SERIALIZER {path!r} is not usable ({type(exc).__name__}: "
+            f"{exc}); run 'manage.py check' for details."
+        ) from exc
