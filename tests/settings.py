@@ -49,6 +49,8 @@ TEMPLATES = [
 ]
 
 VENDOR = os.environ.get("DUMBWAITER_TEST_DATABASE", "sqlite").lower()
+# Lets two suites share one server without dropping each other's database.
+TEST_DB_NAME = "test_dumbwaiter" + os.environ.get("DUMBWAITER_TEST_DB_SUFFIX", "")
 # Set by the tests for the child processes they start: the test database the
 # parent created, so both sides see the same rows.
 CHILD_DB_NAME = os.environ.get("DUMBWAITER_TEST_DB_NAME")
@@ -75,7 +77,7 @@ elif VENDOR in {"postgresql", "postgres"}:
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
-            "TEST": {"NAME": "test_dumbwaiter"},
+            "TEST": {"NAME": TEST_DB_NAME},
         }
     }
 elif VENDOR in {"mariadb", "mysql"}:
@@ -87,9 +89,15 @@ elif VENDOR in {"mariadb", "mysql"}:
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("MYSQL_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"NAME": "test_dumbwaiter", "CHARSET": "utf8mb4"},
+            "TEST": {"NAME": TEST_DB_NAME, "CHARSET": "utf8mb4"},
         }
     }
+    # test_databases.py gives a child tick a short session wait_timeout this
+    # way, so the server drops its connection while a function runs.
+    if "DUMBWAITER_TEST_INIT_COMMAND" in os.environ:
+        DATABASES["default"]["OPTIONS"]["init_command"] = os.environ[
+            "DUMBWAITER_TEST_INIT_COMMAND"
+        ]
 else:
     raise RuntimeError(
         f"DUMBWAITER_TEST_DATABASE={VENDOR!r}: use sqlite, postgresql or mariadb"
