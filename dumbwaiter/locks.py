@@ -12,8 +12,7 @@ import hashlib
 import os
 import re
 import socket
-
-from filelock import FileLock, Timeout
+from typing import Any
 
 from dumbwaiter import conf
 
@@ -45,13 +44,19 @@ class FunctionLock:
         self.name = name
         self.directory = directory or conf.lock_dir()
         self.path = os.path.join(self.directory, lock_file_name(name))
-        # thread_local=False: the tick takes and releases every lock from its
-        # main thread, but the object must not pretend another thread owns it.
-        self._lock = FileLock(self.path, thread_local=False)
+        self._lock: Any = None
 
     def acquire(self) -> bool:
         """Take the lock if it is free; False if another process holds it."""
+        # Imported here: a tick with nothing due never takes a lock and
+        # should not pay for loading filelock.
+        from filelock import FileLock, Timeout
+
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        if self._lock is None:
+            # thread_local=False: the tick takes and releases every lock from
+            # its main thread; no other thread owns it.
+            self._lock = FileLock(self.path, thread_local=False)
         try:
             self._lock.acquire(blocking=False)
         except Timeout:
@@ -59,9 +64,9 @@ class FunctionLock:
         return True
 
     def release(self) -> None:
-        if self._lock.is_locked:
+        if self._lock is not None and self._lock.is_locked:
             self._lock.release()
 
     @property
     def is_held(self) -> bool:
-        return bool(self._lock.is_locked)
+        return self._lock is not None and bool(self._lock.is_locked)

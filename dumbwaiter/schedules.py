@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 # A tick started by cron or a timer may arrive a little before the slot it is
 # meant for (start-up jitter, a timer anchored to boot rather than to the
 # clock). Runs are allowed this much early, as a share of the period, capped
@@ -98,6 +96,8 @@ class Cron:
 
     @property
     def _repeats_in_fold(self) -> bool:
+        from croniter import croniter
+
         return croniter(self.expression).expanded[1] == ["*"]
 
     @property
@@ -119,6 +119,8 @@ class Cron:
         folds = (0, 1) if self._repeats_in_fold else (0,)
         # Walk naive wall times from a little before ``after``: a repeated
         # hour's second pass lies up to a few hours of wall time back.
+        from croniter import croniter  # only projects with cron entries pay for it
+
         wall = after.astimezone(tz).replace(tzinfo=None) - _WALL_LOOKBACK
         times = croniter(self.expression, wall)
         best: datetime | None = None

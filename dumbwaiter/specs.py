@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
@@ -427,6 +426,8 @@ class _Validator:
                 f"{where} gives both 'frequency' and 'schedule'.",
                 "Keep one: 'frequency' in seconds, or 'schedule' as a cron expression.",
             )
+        from croniter import croniter  # only projects with cron entries pay for it
+
         expression = entry["schedule"]
         fields = expression.split() if isinstance(expression, str) else []
         macro = len(fields) == 1 and fields[0].startswith("@")
