@@ -114,6 +114,10 @@ def get_result(name: str) -> Result:
     value = None if payload is None else _open(name, payload)
     if value is _UNREADABLE:
         value = None
+    if payload is None:
+        # Nothing to show (never computed, or evicted from a cache store):
+        # the time of a value nobody can read would only mislead.
+        computed_at = None
     error = None
     if state.error_class:
         error = LastError(
@@ -135,6 +139,10 @@ def get_history(name: str, limit: int | None = None) -> list[PastValue]:
     cannot be read are left out (and logged).
     """
     saved = specs.registry().get(name).saved
+    if not get_storage().keeps_history:
+        # Rows left from before a switch to cache storage are not trimmed
+        # any more and would only grow stale.
+        return []
     # Rows beyond ``saved`` can exist until the next run trims them (after
     # ``saved`` was lowered); they are not part of the history any more.
     limit = saved if limit is None else min(limit, saved)

@@ -60,7 +60,9 @@ class Problem:
         return f"{self.id}: {self.msg} HINT: {self.hint}"
 
 
-@dataclass(frozen=True)
+# eq=False: specs compare and hash by identity. Their args may hold lists,
+# and they are sent as signal senders, which must be hashable.
+@dataclass(frozen=True, eq=False)
 class FunctionSpec:
     """One validated entry of ``DUMBWAITER_FUNCTION_LIST``."""
 

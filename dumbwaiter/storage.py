@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,10 @@ from django.core.cache import caches
 from django.db import router, transaction
 
 from dumbwaiter import clock, conf
+from dumbwaiter.exceptions import ConfigurationError
 from dumbwaiter.models import FunctionState
+
+logger = logging.getLogger("dumbwaiter.read")
 
 MAGIC = b"dw1"
 _MAC_SIZE = hashlib.sha256().digest_size
@@ -131,7 +135,17 @@ class CacheStorage:
         return True
 
     def read(self, name: str, computed_since: datetime | None = None) -> bytes | None:
-        entry = caches[self.alias].get(self.key(name))
+        try:
+            entry = caches[self.alias].get(self.key(name))
+        except Exception:
+            # A cache outage must not break the page that shows the value.
+            logger.exception(
+                "unreadable name=%s reason=cache: %r could not be read; "
+                "returning the default",
+                name,
+                self.alias,
+            )
+            return None
         return self._payload(entry, computed_since)
 
     def read_state(self, state: FunctionState) -> bytes | None:
@@ -142,6 +156,8 @@ class CacheStorage:
         if not (isinstance(entry, tuple) and len(entry) == 2):
             return None
         timestamp, payload = entry
+        if not isinstance(timestamp, int | float):
+            return None
         if (
             computed_since is not None
             and datetime.fromtimestamp(timestamp, tz=UTC) < computed_since
@@ -155,6 +171,11 @@ Storage = DatabaseStorage | CacheStorage
 
 def get_storage() -> Storage:
     configured = conf.storage()
-    if configured.startswith("cache:"):
+    if configured == "database":
+        return DatabaseStorage()
+    if isinstance(configured, str) and configured.startswith("cache:"):
         return CacheStorage(configured.removeprefix("cache:"))
-    return DatabaseStorage()
+    raise ConfigurationError(
+        f"DUMBWAITER_STORAGE must be 'database' or 'cache:<alias>', not "
+        f"{configured!r}; run 'manage.py check' for details."
+    )
