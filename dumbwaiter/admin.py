@@ -82,6 +82,15 @@ class FunctionStateAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FunctionState]:
+        queryset = super().get_queryset(request)
+        # The list never shows values; a detail page loads its one row whole.
+        if request.resolver_match and request.resolver_match.url_name.endswith(
+            "_changelist"
+        ):
+            queryset = queryset.defer("value")
+        return queryset
+
     @admin.display(description="value")
     def value_preview(self, obj: FunctionState) -> str:
         return preview(obj.name, obj.value)

@@ -91,20 +91,25 @@ class FunctionStateQuerySet(models.QuerySet["FunctionState"]):
             return 0
         return self.filter(lease_token__in=tokens).update(lease_expires=lease_expires)
 
-    def record(self, name: str, token: str, **fields: Any) -> bool:
-        """Store a run's outcome unless another tick has taken the row over."""
-        fields.update(lease_token=None, lease_expires=None)
+    def record(
+        self, name: str, token: str, *, keep_claim: bool = False, **fields: Any
+    ) -> bool:
+        """Store a run's outcome unless another tick has taken the row over.
+
+        ``keep_claim`` leaves the lease in place: a timed-out function may
+        still be running, and nobody else may start it until it is gone.
+        """
+        if not keep_claim:
+            fields.update(lease_token=None, lease_expires=None)
         return bool(self.filter(name=name, lease_token=token).update(**fields))
 
-    def release(self, name: str, token: str, *, next_due: datetime | None) -> bool:
-        """Give a claimed period back without a result (the tick is stopping)."""
-        return bool(
-            self.filter(name=name, lease_token=token).update(
-                lease_token=None,
-                lease_expires=None,
-                next_due=next_due,
-                status=Status.NEVER_RUN,
-            )
+    def release(self, tokens: Iterable[str]) -> int:
+        """Drop claims kept by :meth:`record` with ``keep_claim``."""
+        tokens = list(tokens)
+        if not tokens:
+            return 0
+        return self.filter(lease_token__in=tokens).update(
+            lease_token=None, lease_expires=None
         )
 
     def newest_payload(

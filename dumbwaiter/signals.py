@@ -8,7 +8,10 @@ Both are sent from the tick's main thread once the outcome is committed, with
 - ``run_failed``: ``name``, ``error`` (the exception), ``timed_out``,
   ``duration``.
 
-A receiver that raises is logged and does not disturb the tick.
+A receiver that raises is logged on ``dumbwaiter.signals`` (Django logs it on
+``django.dispatch`` too) and does not disturb the tick. Receivers should
+match on ``name``: the sender object is rebuilt whenever the settings are
+validated again.
 """
 
 from __future__ import annotations
@@ -27,12 +30,22 @@ logger = logging.getLogger("dumbwaiter.signals")
 value_stored = Signal()
 run_failed = Signal()
 
+_names = {value_stored: "value_stored", run_failed: "run_failed"}
+
 
 def _send(signal: Signal, spec: FunctionSpec, **kwargs: Any) -> None:
-    for receiver, result in signal.send_robust(sender=spec, name=spec.name, **kwargs):
+    try:
+        results = signal.send_robust(sender=spec, name=spec.name, **kwargs)
+    except Exception:
+        # send_robust itself can fail while logging a receiver's error, for
+        # example for a receiver object without __qualname__.
+        logger.exception("sending %s failed name=%s", _names[signal], spec.name)
+        return
+    for receiver, result in results:
         if isinstance(result, Exception):
             logger.error(
-                "signal receiver failed name=%s receiver=%r",
+                "signal receiver failed signal=%s name=%s receiver=%r",
+                _names[signal],
                 spec.name,
                 receiver,
                 exc_info=result,

@@ -110,7 +110,10 @@ def collect(registry: Registry, now: datetime | None = None) -> list[FunctionSta
                 next_due=clock.from_db(row.get("next_due")),
                 duration=row.get("duration"),
                 computed_at=computed_at,
-                age=(now - computed_at).total_seconds() if computed_at else None,
+                # Clamped: another host's clock may run a little ahead.
+                age=max(0.0, (now - computed_at).total_seconds())
+                if computed_at
+                else None,
                 stale=stale,
                 error=error,
                 error_at=clock.from_db(row.get("error_at")),

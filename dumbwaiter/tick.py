@@ -30,6 +30,7 @@ from django.db import (
     DatabaseError,
     InterfaceError,
     OperationalError,
+    close_old_connections,
     connections,
     router,
     transaction,
@@ -367,6 +368,11 @@ class Tick:
         the leases of runs still going, and gives up on runs past their
         ``timeout``. Workers are daemon threads: one that never returns
         cannot keep the process alive once the tick is done with it.
+
+        A timed-out run is recorded at once, but keeps its claim, lease
+        renewal and file lock until everything else is done, since its
+        thread may still be running; the claim is dropped at the very end,
+        just before the process (which must then exit) ends the thread.
         """
         if not claimed:
             return
@@ -374,6 +380,7 @@ class Tick:
         waiting = deque(claimed)
         outcomes: queue.SimpleQueue[tuple[ClaimedRun, Outcome]] = queue.SimpleQueue()
         active: dict[str, tuple[ClaimedRun, float | None]] = {}
+        hung: list[ClaimedRun] = []
         renew_every = self.lease.total_seconds() / 3
         next_renewal = time.monotonic() + renew_every
 
@@ -404,6 +411,7 @@ class Tick:
                     if deadline is not None and now >= deadline:
                         del active[token]
                         batch.append((run, _timed_out(run, self.now)))
+                        hung.append(run)
                         self.hung_threads += 1
                 # Start the next functions before recording, so they run
                 # while this batch is written and finish into the next one.
@@ -411,8 +419,11 @@ class Tick:
                 if batch:
                     self.record(batch, report)
                 if active and time.monotonic() >= next_renewal:
-                    self.renew([run for run, _ in active.values()])
+                    self.renew([run for run, _ in active.values()] + hung)
                     next_renewal = time.monotonic() + renew_every
+            if hung:
+                tokens = [run.token for run in hung]
+                self._atomic(lambda: FunctionState.objects.release(tokens))
         finally:
             for run in claimed:
                 run.lock.release()
@@ -452,7 +463,7 @@ class Tick:
                 )
                 report.failed.append(name)
                 report.timed_out.append(name)
-                signals.send_failed(run.planned.spec, outcome)
+                self._after_commit(signals.send_failed, run.planned.spec, outcome)
             elif outcome.error is not None:
                 logger.error(
                     "failed name=%s duration=%.3fs error=%s",
@@ -462,12 +473,13 @@ class Tick:
                     exc_info=outcome.error,
                 )
                 report.failed.append(name)
-                signals.send_failed(run.planned.spec, outcome)
+                self._after_commit(signals.send_failed, run.planned.spec, outcome)
             else:
                 logger.info("ran name=%s duration=%.3fs", name, outcome.duration)
                 report.succeeded.append(name)
-                signals.send_stored(run.planned.spec, outcome)
-            run.lock.release()
+                self._after_commit(signals.send_stored, run.planned.spec, outcome)
+            if not outcome.timed_out:
+                run.lock.release()
 
     def _record_one(self, run: ClaimedRun, outcome: Outcome) -> tuple[bool, Outcome]:
         """Write one outcome; returns whether it was stored, and the outcome.
@@ -496,6 +508,7 @@ class Tick:
         stored = FunctionState.objects.record(
             spec.name,
             run.token,
+            keep_claim=outcome.timed_out,
             status=Status.TIMED_OUT if outcome.timed_out else Status.FAILED,
             error_class=_error_class(outcome.error)[:255],
             error_message=str(outcome.error),
@@ -536,32 +549,54 @@ class Tick:
             HistoryEntry.objects.trim(spec.name, spec.saved)
         return stored
 
+    def _after_commit(
+        self,
+        send: Callable[[FunctionSpec, Outcome], None],
+        spec: FunctionSpec,
+        outcome: Outcome,
+    ) -> None:
+        """Send a signal once the outcome is committed.
+
+        At once in a tick; at the end of the surrounding transaction when the
+        tick runs inside one (the admin action under ATOMIC_REQUESTS).
+        """
+        transaction.on_commit(lambda: send(spec, outcome), using=self.db_alias)
+
     def _atomic(self, block: Callable[[], T]) -> T:
-        """Run ``block`` in a transaction that survives one lost connection.
+        """Run ``block`` in a transaction that survives one lost connection."""
+
+        def in_transaction() -> T:
+            with transaction.atomic(using=self.db_alias):
+                return block()
+
+        return self._reconnecting(in_transaction)
+
+    def _reconnecting(self, block: Callable[[], T]) -> T:
+        """Run ``block``; if the connection turns out dead, reconnect once.
 
         A long function can outlive the server's idle timeout (MySQL's
-        wait_timeout) or see its connection killed; the first statement
-        afterwards fails and the transaction rolls back, so closing the
-        connection and running the block once more is safe.
+        wait_timeout), a loop can sleep past it, or the server can kill the
+        connection; the first statement afterwards fails before anything
+        was written (a transaction rolls back), so running the block once
+        more on a new connection is safe.
         """
         connection = connections[self.db_alias]
         try:
-            with transaction.atomic(using=self.db_alias):
-                return block()
-        except (OperationalError, InterfaceError):
+            return block()
+        except (OperationalError, InterfaceError) as exc:
             if connection.in_atomic_block:
                 raise  # an outer transaction is broken; retrying cannot help
-            logger.warning("database connection lost; reconnecting once", exc_info=True)
+            # Handled, so no traceback: cron would mail it on every tick.
+            logger.info("database connection lost (%s); reconnecting", exc)
             connection.close()
-        with transaction.atomic(using=self.db_alias):
-            return block()
+        return block()
 
     # -- the whole tick -----------------------------------------------------
 
     def run(self) -> TickReport:
         now = self.now()
         report = TickReport()
-        plan = self.plan(now)
+        plan = self._reconnecting(lambda: self.plan(now))
         report.not_due = len(plan.not_due)
         report.running_elsewhere.extend(plan.running_elsewhere)
         claimed = self.lock_and_claim(plan, report, now)
@@ -606,6 +641,9 @@ class Loop:
         while not self.stop.is_set():
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 break
+            # Drop connections past CONN_MAX_AGE or known broken, as Django
+            # does between requests; the tick reconnects a silently dead one.
+            close_old_connections()
             tick = self.make_tick()
             reports.append(tick.run())
             if tick.hung_threads:

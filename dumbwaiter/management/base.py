@@ -65,8 +65,8 @@ def load_registry() -> Registry:
 def database_unavailable(exc: DatabaseError) -> CommandError:
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return CommandError(
-        f"dumbwaiter cannot use the database ({type(exc).__name__}: {first_line}); "
-        "nothing was run. Check that it is reachable and that 'manage.py migrate' "
+        f"dumbwaiter stopped: it cannot use the database ({type(exc).__name__}: "
+        f"{first_line}). Check that it is reachable and that 'manage.py migrate' "
         "has run.",
         returncode=EXIT_DATABASE,
     )
