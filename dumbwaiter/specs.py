@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -455,7 +456,19 @@ class _Validator:
                 "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
             )
             return None
-        return Cron(" ".join(fields), zone)
+        schedule = Cron(" ".join(fields), zone)
+        try:
+            # croniter checks syntax only; "0 0 30 2 *" (February 30) parses
+            # but never fires, and would fail in every tick instead.
+            schedule.next_after(datetime.now(UTC))
+        except Exception as exc:
+            self.add(
+                "E020",
+                f"{where}: 'schedule' {expression!r} never fires ({exc}).",
+                "Check the day and month fields name a date that exists.",
+            )
+            return None
+        return schedule
 
     def function(
         self, where: str, entry: dict[str, Any]
@@ -529,5 +542,6 @@ def registry() -> Registry:
 @receiver(setting_changed)
 def _forget_on_setting_change(*, setting: str, **kwargs: Any) -> None:
     global _cache
-    if setting.startswith("DUMBWAITER_"):
+    # TIME_ZONE is the default zone of cron entries.
+    if setting.startswith("DUMBWAITER_") or setting in {"TIME_ZONE", "CACHES"}:
         _cache = None
