@@ -88,7 +88,7 @@ def stored_payload(name: str) -> bytes:
     state = FunctionState.objects.get(name=name)
     if state.value is not None:
         return bytes(state.value)
-    _, payload = caches["values"].get(CacheStorage.key(name))
+    payload = caches["values"].get(CacheStorage.key(name))[8:]  # after the time
     return payload
 
 
@@ -99,8 +99,8 @@ def replace_payload(name: str, payload: bytes) -> None:
         FunctionState.objects.filter(name=name).update(value=payload)
         HistoryEntry.objects.filter(name=name).update(value=payload)
         return
-    timestamp, _ = caches["values"].get(CacheStorage.key(name))
-    caches["values"].set(CacheStorage.key(name), (timestamp, payload), timeout=None)
+    stamp = caches["values"].get(CacheStorage.key(name))[:8]
+    caches["values"].set(CacheStorage.key(name), stamp + payload, timeout=None)
 
 
 def read_errors(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:

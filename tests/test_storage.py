@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import struct
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,15 +177,16 @@ class Backend:
             value = FunctionState.objects.get(name=name).value
             return None if value is None else bytes(value)
         cached = self.cache.get(CacheStorage.key(name))
-        return None if cached is None else cached[1]
+        # An entry is 8 bytes of time, then the payload.
+        return None if cached is None else cached[8:]
 
     def put(self, name: str, payload: bytes) -> None:
         """Replace the stored payload of ``name`` behind dumbwaiter's back."""
         if self.alias is None:
             FunctionState.objects.filter(name=name).update(value=payload)
             return
-        timestamp, _ = self.cache.get(CacheStorage.key(name))
-        self.cache.set(CacheStorage.key(name), (timestamp, payload), timeout=None)
+        stamp = self.cache.get(CacheStorage.key(name))[:8]
+        self.cache.set(CacheStorage.key(name), stamp + payload, timeout=None)
 
 
 def cache_settings(**aliases: dict[str, Any]) -> dict[str, Any]:
@@ -542,7 +544,9 @@ def test_values_live_where_the_storage_setting_says(
     assert state.value is None
     assert not HistoryEntry.objects.exists()
     assert dumbwaiter.get_history("alpha") == []
-    timestamp, payload = backend.cache.get(CacheStorage.key("alpha"))
+    entry = backend.cache.get(CacheStorage.key("alpha"))
+    (timestamp,) = struct.unpack("!d", entry[:8])
+    payload = entry[8:]
     assert timestamp == clock.from_db(state.value_computed_at).timestamp()
     assert unseal("alpha", payload) is not None
     if backend.kind == "redis":

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Protocol
 
 from dumbwaiter import conf
@@ -21,8 +22,13 @@ class Serializer(Protocol):
 
 
 def get_serializer() -> Serializer:
-    """The configured serializer; the module import is cached by Python."""
+    """The configured serializer; looked up on every read, so kept cheap."""
     path = conf.serializer_path()
+    module = sys.modules.get(path)
+    if module is not None:
+        serializer = getattr(module, "serializer", None)
+        if serializer is not None:
+            return serializer  # type: ignore[no-any-return]
     try:
         return importlib.import_module(path).serializer  # type: ignore[no-any-return]
     except Exception as exc:
