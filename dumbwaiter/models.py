@@ -7,7 +7,7 @@ does, so the tick reads as steps and each step's SQL can be tested alone.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,122 @@ class FunctionStateQuerySet(models.QuerySet["FunctionState"]):
         if not tokens:
             return 0
         return self.filter(lease_token__in=tokens).update(lease_expires=lease_expires)
+
+    def claim_many(self, claims: Sequence[dict[str, Any]]) -> set[str]:
+        """Claim many functions in one batch; the names this caller won.
+
+        Each claim is the conditional UPDATE of :meth:`claim` for a row
+        nobody holds (``name``, ``version``, ``token``, ``lease_expires``,
+        ``next_due``, ``now``, ``claimed_by``, ``lock_scope``). The batch's row
+        count says whether every claim won; only if not are the winners read
+        back, by their tokens, which no other tick can hold.
+        """
+        if not claims:
+            return set()
+        connection = connections[router.db_for_write(FunctionState)]
+        quote = connection.ops.quote_name
+        table = quote(FunctionState._meta.db_table)
+        columns = (
+            "status",
+            "lease_token",
+            "lease_expires",
+            "next_due",
+            "last_started",
+            "claimed_by",
+            "claimed_by_lock_scope",
+        )
+        assignments = ", ".join(f"{quote(c)} = %s" for c in columns)
+        sql = (
+            f"UPDATE {table} SET {quote('version')} = {quote('version')} + 1, "
+            f"{assignments} WHERE {quote('name')} = %s AND {quote('version')} = %s "
+            f"AND {quote('lease_token')} IS NULL"
+        )
+        adapt = connection.ops.adapt_datetimefield_value
+        params = [
+            (
+                Status.RUNNING,
+                c["token"],
+                adapt(c["lease_expires"]),
+                adapt(c["next_due"]),
+                adapt(c["now"]),
+                c["claimed_by"][:255],
+                c["lock_scope"],
+                c["name"],
+                c["version"],
+            )
+            for c in claims
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+            if cursor.rowcount == len(claims):
+                return {c["name"] for c in claims}
+        tokens = [c["token"] for c in claims]
+        won: set[str] = set()
+        for start in range(0, len(tokens), 500):
+            won.update(
+                self.filter(lease_token__in=tokens[start : start + 500]).values_list(
+                    "name", flat=True
+                )
+            )
+        return won
+
+    def record_values(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Store many successful outcomes; the names whose claim still held.
+
+        Each row is the conditional UPDATE of :meth:`record` (``name``,
+        ``token``, ``version`` as the claim left it, ``payload``,
+        ``computed_at``, ``finished``, ``duration``, ``next_due``), sent as
+        one batch.
+        """
+        if not rows:
+            return set()
+        connection = connections[router.db_for_write(FunctionState)]
+        quote = connection.ops.quote_name
+        columns = (
+            "status",
+            "value",
+            "value_computed_at",
+            "last_finished",
+            "duration",
+            "next_due",
+        )
+        assignments = ", ".join(f"{quote(c)} = %s" for c in columns)
+        sql = (
+            f"UPDATE {quote(FunctionState._meta.db_table)} SET {assignments}, "
+            f"{quote('lease_token')} = NULL, {quote('lease_expires')} = NULL "
+            f"WHERE {quote('name')} = %s AND {quote('lease_token')} = %s"
+        )
+        adapt = connection.ops.adapt_datetimefield_value
+        binary = connection.Database.Binary
+        params = [
+            (
+                Status.SUCCEEDED,
+                binary(r["payload"]),
+                adapt(r["computed_at"]),
+                adapt(r["finished"]),
+                r["duration"],
+                adapt(r["next_due"]),
+                r["name"],
+                r["token"],
+            )
+            for r in rows
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+            if cursor.rowcount == len(params):
+                return {r["name"] for r in rows}
+        # Some claim was taken over. A claim bumps the version and a record
+        # does not, so a row still at the version this caller's claim gave
+        # it, and held by nobody, is one whose UPDATE matched.
+        now_held = {
+            name: (version, token)
+            for name, version, token in self.filter(
+                name__in=[r["name"] for r in rows]
+            ).values_list("name", "version", "lease_token")
+        }
+        return {
+            r["name"] for r in rows if now_held.get(r["name"]) == (r["version"], None)
+        }
 
     def record(
         self, name: str, token: str, *, keep_claim: bool = False, **fields: Any
@@ -198,24 +314,59 @@ class HistoryQuerySet(models.QuerySet["HistoryEntry"]):
         return self.filter(name=name).order_by("-id")
 
     def trim(self, name: str, keep: int) -> int:
-        """Delete all but the newest ``keep`` rows of one function.
+        """Delete all but the newest ``keep`` rows of one function."""
+        return self.trim_many([(name, keep)])
 
-        One DELETE on the (name, id) index. The cut-off id is selected through
-        a derived table because MySQL refuses a DELETE whose subquery reads
-        the table being deleted from, and materializes a derived table first.
+    def trim_many(self, functions: Sequence[tuple[str, int]]) -> int:
+        """Delete all but the newest ``keep`` rows of each (name, keep).
+
+        One DELETE for every group of up to 500 functions that keep the same
+        depth: a window function numbers each function's rows newest first
+        over the (name, id) index, and rows past ``keep`` go. The numbered
+        rows sit in a derived table because MySQL refuses a DELETE whose
+        subquery reads the table being deleted from, and materializes a
+        derived table first.
         """
-        table = connections[router.db_for_write(HistoryEntry)].ops.quote_name(
-            HistoryEntry._meta.db_table
-        )
-        sql = (
-            f"DELETE FROM {table} WHERE name = %s AND id <= ("
-            f"SELECT cutoff.id FROM (SELECT id FROM {table} WHERE name = %s "
-            f"ORDER BY id DESC LIMIT 1 OFFSET %s) cutoff)"
-        )
+        by_depth: dict[int, list[str]] = {}
+        for name, keep in functions:
+            by_depth.setdefault(keep, []).append(name)
         connection = connections[router.db_for_write(HistoryEntry)]
+        quote = connection.ops.quote_name
+        table = quote(HistoryEntry._meta.db_table)
+        deleted = 0
         with connection.cursor() as cursor:
-            cursor.execute(sql, [name, name, keep])
-            return cursor.rowcount
+            for keep, names in by_depth.items():
+                for start in range(0, len(names), 500):
+                    chunk = names[start : start + 500]
+                    marks = ", ".join(["%s"] * len(chunk))
+                    cursor.execute(
+                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM ("
+                        f"SELECT id, ROW_NUMBER() OVER (PARTITION BY name "
+                        f"ORDER BY id DESC) AS position FROM {table} "
+                        f"WHERE name IN ({marks})) ranked WHERE position > %s)",
+                        [*chunk, keep],
+                    )
+                    deleted += cursor.rowcount
+        return deleted
+
+    def add_many(self, rows: Sequence[tuple[str, bytes, datetime, float]]) -> None:
+        """Insert (name, payload, computed_at, duration) rows in one batch."""
+        if not rows:
+            return
+        connection = connections[router.db_for_write(HistoryEntry)]
+        quote = connection.ops.quote_name
+        sql = (
+            f"INSERT INTO {quote(HistoryEntry._meta.db_table)} "
+            f"({quote('name')}, {quote('value')}, {quote('computed_at')}, "
+            f"{quote('duration')}) VALUES (%s, %s, %s, %s)"
+        )
+        binary = connection.Database.Binary
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                sql,
+                [(n, binary(v), adapt(at), d) for n, v, at, d in rows],
+            )
 
 
 class HistoryEntry(models.Model):

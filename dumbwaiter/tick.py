@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -149,10 +148,20 @@ def _invoke(spec: FunctionSpec, now: Callable[[], datetime]) -> Outcome:
     return Outcome(started=started, finished=now(), payload=payload, value=value)
 
 
-def _work(
-    run: ClaimedRun, outcomes: queue.SimpleQueue[Any], now: Callable[[], datetime]
+def _worker(
+    todo: queue.SimpleQueue[ClaimedRun | None],
+    started: dict[str, float],
+    outcomes: queue.SimpleQueue[tuple[ClaimedRun, Outcome]],
+    now: Callable[[], datetime],
 ) -> None:
-    outcomes.put((run, _invoke(run.planned.spec, now)))
+    """Run claimed functions one after another until told to stop (None).
+
+    A worker is a daemon thread: one stuck in a function that never returns
+    cannot keep the process alive once the tick is done with it.
+    """
+    while (run := todo.get()) is not None:
+        started[run.token] = time.monotonic()
+        outcomes.put((run, _invoke(run.planned.spec, now)))
 
 
 def _drain(
@@ -298,25 +307,44 @@ class Tick:
         lease_expires = now + self.lease
 
         def claim_all() -> list[ClaimedRun]:
-            won: list[ClaimedRun] = []
-            for planned, lock in locked:
-                token = secrets.token_hex(16)
-                if FunctionState.objects.claim(
-                    planned.spec.name,
-                    planned.version,
-                    token=token,
+            # Rows nobody holds are claimed in one batch; taking a row over
+            # from a dead run also writes the abandoned run's error, one by one.
+            plain = [(p, lock) for p, lock in locked if p.previous_token is None]
+            tokens = {p.spec.name: secrets.token_hex(16) for p, _ in locked}
+            won = FunctionState.objects.claim_many(
+                [
+                    {
+                        "name": p.spec.name,
+                        "version": p.version,
+                        "token": tokens[p.spec.name],
+                        "lease_expires": clock.to_db(lease_expires),
+                        "next_due": clock.to_db(p.spec.schedule.next_due(p.slot, now)),
+                        "now": clock.to_db(now),
+                        "claimed_by": self.owner,
+                        "lock_scope": self.lock_scope,
+                    }
+                    for p, _ in plain
+                ]
+            )
+            for p, _ in locked:
+                if p.previous_token is not None and FunctionState.objects.claim(
+                    p.spec.name,
+                    p.version,
+                    token=tokens[p.spec.name],
                     now=clock.to_db(now),
                     lease_expires=clock.to_db(lease_expires),
-                    next_due=clock.to_db(
-                        planned.spec.schedule.next_due(planned.slot, now)
-                    ),
+                    next_due=clock.to_db(p.spec.schedule.next_due(p.slot, now)),
                     claimed_by=self.owner,
                     lock_scope=self.lock_scope,
-                    previous_token=planned.previous_token,
-                    abandoned=self._abandoned_fields(planned, now),
+                    previous_token=p.previous_token,
+                    abandoned=self._abandoned_fields(p, now),
                 ):
-                    won.append(ClaimedRun(planned, token, lock, now))
-            return won
+                    won.add(p.spec.name)
+            return [
+                ClaimedRun(p, tokens[p.spec.name], lock, now)
+                for p, lock in locked
+                if p.spec.name in won
+            ]
 
         try:
             claimed = self._atomic(claim_all)
@@ -363,63 +391,67 @@ class Tick:
     def execute(self, claimed: list[ClaimedRun], report: TickReport) -> None:
         """Run claimed functions on worker threads, recording as they finish.
 
-        The calling thread starts workers up to the pool size, waits for
-        outcomes, records every outcome that has arrived in one batch, renews
-        the leases of runs still going, and gives up on runs past their
-        ``timeout``. Workers are daemon threads: one that never returns
-        cannot keep the process alive once the tick is done with it.
+        A fixed set of workers (one when ``DUMBWAITER_THREADED`` is off)
+        takes functions from a queue, so functions keep running while the
+        calling thread records what has finished: it waits for outcomes,
+        records all that have arrived in one batch, renews the leases of
+        runs still going, and gives up on runs past their ``timeout``.
 
         A timed-out run is recorded at once, but keeps its claim, lease
         renewal and file lock until everything else is done, since its
-        thread may still be running; the claim is dropped at the very end,
-        just before the process (which must then exit) ends the thread.
+        thread may still be running; a fresh worker takes its place. The
+        claim is dropped at the very end, just before the process (which
+        must then exit) ends the thread.
         """
         if not claimed:
             return
-        capacity = min(len(claimed), int(conf.max_workers())) if self.threaded else 1
-        waiting = deque(claimed)
+        workers = min(len(claimed), int(conf.max_workers())) if self.threaded else 1
+        todo: queue.SimpleQueue[ClaimedRun | None] = queue.SimpleQueue()
         outcomes: queue.SimpleQueue[tuple[ClaimedRun, Outcome]] = queue.SimpleQueue()
-        active: dict[str, tuple[ClaimedRun, float | None]] = {}
+        started: dict[str, float] = {}
+        pending = {run.token: run for run in claimed}
         hung: list[ClaimedRun] = []
         renew_every = self.lease.total_seconds() / 3
         next_renewal = time.monotonic() + renew_every
 
-        def fill() -> None:
-            while waiting and len(active) < capacity:
-                run = waiting.popleft()
-                timeout = run.planned.spec.timeout
-                deadline = time.monotonic() + timeout if timeout else None
-                active[run.token] = (run, deadline)
-                threading.Thread(
-                    target=_work,
-                    args=(run, outcomes, self.now),
-                    name=f"dumbwaiter:{run.planned.spec.name}"[:60],
-                    daemon=True,
-                ).start()
+        def start_worker() -> None:
+            threading.Thread(
+                target=_worker,
+                args=(todo, started, outcomes, self.now),
+                name="dumbwaiter-worker",
+                daemon=True,
+            ).start()
 
+        for run in claimed:
+            todo.put(run)
+        for _ in range(workers):
+            start_worker()
+            todo.put(None)  # one stop mark per worker, after all the runs
         try:
-            fill()
-            while active:
-                wake = min(
-                    [next_renewal] + [d for _, d in active.values() if d is not None]
-                )
+            while pending:
+                deadlines = [
+                    started[token] + run.planned.spec.timeout
+                    for token, run in pending.items()
+                    if run.planned.spec.timeout and token in started
+                ]
+                wake = min([next_renewal, *deadlines])
                 batch = _drain(outcomes, max(0.0, wake - time.monotonic()))
                 # An outcome of a run already recorded as timed out is dropped.
-                batch = [(r, o) for r, o in batch if active.pop(r.token, None)]
+                batch = [(r, o) for r, o in batch if pending.pop(r.token, None)]
                 now = time.monotonic()
-                for token, (run, deadline) in list(active.items()):
-                    if deadline is not None and now >= deadline:
-                        del active[token]
+                for token, run in list(pending.items()):
+                    timeout = run.planned.spec.timeout
+                    if timeout and token in started and now >= started[token] + timeout:
+                        del pending[token]
                         batch.append((run, _timed_out(run, self.now)))
                         hung.append(run)
                         self.hung_threads += 1
-                # Start the next functions before recording, so they run
-                # while this batch is written and finish into the next one.
-                fill()
+                        start_worker()  # takes the stuck worker's place
+                        todo.put(None)
                 if batch:
                     self.record(batch, report)
-                if active and time.monotonic() >= next_renewal:
-                    self.renew([run for run, _ in active.values()] + hung)
+                if pending and time.monotonic() >= next_renewal:
+                    self.renew([*pending.values(), *hung])
                     next_renewal = time.monotonic() + renew_every
             if hung:
                 tokens = [run.token for run in hung]
@@ -442,9 +474,7 @@ class Tick:
         self, finished: list[tuple[ClaimedRun, Outcome]], report: TickReport
     ) -> None:
         """Store the outcomes that finished together, in one transaction."""
-        results = self._atomic(
-            lambda: [(run, *self._record_one(run, out)) for run, out in finished]
-        )
+        results = self._atomic(lambda: self._record_batch(finished))
         for run, stored, outcome in results:
             name = run.planned.spec.name
             if not stored:
@@ -480,6 +510,69 @@ class Tick:
                 self._after_commit(signals.send_stored, run.planned.spec, outcome)
             if not outcome.timed_out:
                 run.lock.release()
+
+    def _record_batch(
+        self, finished: list[tuple[ClaimedRun, Outcome]]
+    ) -> list[tuple[ClaimedRun, bool, Outcome]]:
+        """Write a batch of outcomes: values with the database storage in a
+        few batched statements, everything else one by one."""
+        values = [
+            (run, outcome)
+            for run, outcome in finished
+            if outcome.error is None and self.storage.keeps_history
+        ]
+        results = []
+        if values:
+            stored = self._record_values(values)
+            results = [(run, run.planned.spec.name in stored, o) for run, o in values]
+        batched = {run.token for run, _ in values}
+        results.extend(
+            (run, *self._record_one(run, outcome))
+            for run, outcome in finished
+            if run.token not in batched
+        )
+        return results
+
+    def _record_values(self, finished: list[tuple[ClaimedRun, Outcome]]) -> set[str]:
+        """Store values in the state rows, add history and trim it.
+
+        Two statements per function (record, history row; the claim came
+        before) and one trim per batch, each kind sent as one batch.
+        """
+        rows = []
+        for run, outcome in finished:
+            spec = run.planned.spec
+            assert outcome.payload is not None
+            rows.append(
+                {
+                    "name": spec.name,
+                    "token": run.token,
+                    "version": run.planned.version + 1,
+                    "payload": outcome.payload,
+                    "computed_at": clock.to_db(outcome.started),
+                    "finished": clock.to_db(outcome.finished),
+                    "duration": outcome.duration,
+                    "next_due": clock.to_db(
+                        spec.schedule.next_due(run.planned.slot, outcome.finished)
+                    ),
+                }
+            )
+        stored = FunctionState.objects.record_values(rows)
+        HistoryEntry.objects.add_many(
+            [
+                (r["name"], r["payload"], r["computed_at"], r["duration"])
+                for r in rows
+                if r["name"] in stored
+            ]
+        )
+        HistoryEntry.objects.trim_many(
+            [
+                (run.planned.spec.name, run.planned.spec.saved)
+                for run, _ in finished
+                if run.planned.spec.name in stored
+            ]
+        )
+        return stored
 
     def _record_one(self, run: ClaimedRun, outcome: Outcome) -> tuple[bool, Outcome]:
         """Write one outcome; returns whether it was stored, and the outcome.
