@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import socket
-from typing import Any
 
 from dumbwaiter import conf
 
@@ -38,35 +37,63 @@ def lock_scope(directory: str | None = None) -> str:
 
 
 class FunctionLock:
-    """A non-blocking lock for one function name."""
+    """A non-blocking lock for one function name.
+
+    The lock is filelock's primitive (``flock`` on Unix) on a descriptor this
+    object opens. A tick takes one per due function, so the per-lock cost
+    matters: FileLock's own bookkeeping (fork tracking, path registry) cost
+    several times the system calls here. The lock file is never deleted:
+    removing it on release would let a process that opened the old file and
+    one that created a new file both hold "the" lock.
+    """
 
     def __init__(self, name: str, directory: str | None = None) -> None:
         self.name = name
         self.directory = directory or conf.lock_dir()
         self.path = os.path.join(self.directory, lock_file_name(name))
-        self._lock: Any = None
+        self._fd: int | None = None
 
     def acquire(self) -> bool:
         """Take the lock if it is free; False if another process holds it."""
         # Imported here: a tick with nothing due never takes a lock and
         # should not pay for loading filelock.
-        from filelock import FileLock, Timeout
+        from filelock import lock_descriptor
 
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        if self._lock is None:
-            # thread_local=False: the tick takes and releases every lock from
-            # its main thread; no other thread owns it.
-            self._lock = FileLock(self.path, thread_local=False)
+        if self._fd is not None:
+            return True
+        _ensure_directory(self.directory)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            self._lock.acquire(blocking=False)
-        except Timeout:
+            locked = lock_descriptor(fd, blocking=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
+            os.close(fd)
             return False
+        self._fd = fd
         return True
 
     def release(self) -> None:
-        if self._lock is not None and self._lock.is_locked:
-            self._lock.release()
+        from filelock import unlock_descriptor
+
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                unlock_descriptor(fd)
+            finally:
+                os.close(fd)
 
     @property
     def is_held(self) -> bool:
-        return self._lock is not None and bool(self._lock.is_locked)
+        return self._fd is not None
+
+
+_known_directories: set[str] = set()
+
+
+def _ensure_directory(directory: str) -> None:
+    """Create the lock directory once per process, not once per lock."""
+    if directory not in _known_directories:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _known_directories.add(directory)

@@ -121,7 +121,11 @@ class FunctionStateQuerySet(models.QuerySet["FunctionState"]):
             f"{assignments} WHERE {quote('name')} = %s AND {quote('version')} = %s "
             f"AND {quote('lease_token')} IS NULL"
         )
-        adapt = connection.ops.adapt_datetimefield_value
+        # One tick claims everything with the same lease and start time, and
+        # mostly the same next slot: adapt each distinct time once.
+        adapt = functools.lru_cache(maxsize=None)(
+            connection.ops.adapt_datetimefield_value
+        )
         params = [
             (
                 Status.RUNNING,
@@ -320,12 +324,11 @@ class HistoryQuerySet(models.QuerySet["HistoryEntry"]):
     def trim_many(self, functions: Sequence[tuple[str, int]]) -> int:
         """Delete all but the newest ``keep`` rows of each (name, keep).
 
-        One DELETE for every group of up to 500 functions that keep the same
-        depth: a window function numbers each function's rows newest first
-        over the (name, id) index, and rows past ``keep`` go. The numbered
-        rows sit in a derived table because MySQL refuses a DELETE whose
-        subquery reads the table being deleted from, and materializes a
-        derived table first.
+        For every group of up to 500 functions that keep the same depth, one
+        SELECT numbers each function's rows newest first with a window
+        function over the (name, id) index and returns the ids past ``keep``,
+        and one DELETE removes them by primary key. (A single DELETE with
+        that SELECT as its subquery let PostgreSQL scan the whole table.)
         """
         by_depth: dict[int, list[str]] = {}
         for name, keep in functions:
@@ -340,13 +343,19 @@ class HistoryQuerySet(models.QuerySet["HistoryEntry"]):
                     chunk = names[start : start + 500]
                     marks = ", ".join(["%s"] * len(chunk))
                     cursor.execute(
-                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM ("
-                        f"SELECT id, ROW_NUMBER() OVER (PARTITION BY name "
-                        f"ORDER BY id DESC) AS position FROM {table} "
-                        f"WHERE name IN ({marks})) ranked WHERE position > %s)",
+                        f"SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+                        f"(PARTITION BY name ORDER BY id DESC) AS position "
+                        f"FROM {table} WHERE name IN ({marks})) ranked "
+                        f"WHERE position > %s",
                         [*chunk, keep],
                     )
-                    deleted += cursor.rowcount
+                    ids = [row[0] for row in cursor.fetchall()]
+                    if ids:
+                        marks = ", ".join(["%s"] * len(ids))
+                        cursor.execute(
+                            f"DELETE FROM {table} WHERE id IN ({marks})", ids
+                        )
+                        deleted += cursor.rowcount
         return deleted
 
     def add_many(self, rows: Sequence[tuple[str, bytes, datetime, float]]) -> None:
