@@ -101,15 +101,12 @@ class FunctionStateAdmin(ReadOnlyAdmin):
             return "-"
         return format_html("<pre>{}</pre>", obj.error_traceback)
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+    def has_run_permission(self, request: HttpRequest) -> bool:
         # The action runs code, so it needs more than the view permission that
         # is enough to see this page.
-        actions = super().get_actions(request)
-        if not request.user.has_perm("dumbwaiter.run_function"):
-            actions.pop("run_now", None)
-        return actions
+        return bool(request.user.has_perm("dumbwaiter.run_function"))
 
-    @admin.action(description="Run the selected functions now")
+    @admin.action(description="Run the selected functions now", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[FunctionState]) -> None:
         from dumbwaiter.tick import Tick
 

@@ -322,8 +322,10 @@ def test_a_value_that_cannot_be_pickled_is_a_failure(tick) -> None:
     assert report.failed == ["lambda"]
     state = FunctionState.objects.get(name="lambda")
     assert state.status == Status.FAILED
-    assert state.error_class != ""
-    assert "pickle" in state.error_message.lower()
+    # The message changed in Python 3.13 ("Can't pickle" became "Can't get").
+    assert state.error_class == "AttributeError"
+    assert "local object" in state.error_message
+    assert "pickle" in state.error_traceback
     assert state.value is None
     assert not HistoryEntry.objects.exists()
 
@@ -596,5 +598,6 @@ def test_the_first_tick_adds_the_missing_rows_in_one_query(tick) -> None:
     assert not any(s.startswith("DELETE") for s in statements)
     assert 1 <= trims <= 3
     assert len(statements) == PLAN + 1 + 3 * PER_SUCCESS + trims, statements
-    # The INSERT, the claims, then one to three batches of records.
-    assert 3 <= transactions <= 5
+    # The claims, one to three batches of records, and on Django 5.2 the
+    # INSERT (6.0 sends a one-batch bulk_create without a transaction).
+    assert 2 <= transactions <= 5
