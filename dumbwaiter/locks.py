@@ -14,6 +14,7 @@ import re
 import socket
 
 from dumbwaiter import conf
+from dumbwaiter.exceptions import ConfigurationError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -61,8 +62,15 @@ class FunctionLock:
 
         if self._fd is not None:
             return True
-        _ensure_directory(self.directory)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = self._open()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"DUMBWAITER_LOCK_DIR {self.directory!r} is not usable: {exc}. "
+                "Give it a directory on a local filesystem that every tick's "
+                "user can write to (a tick run once as root can leave the "
+                "default one owned by root: remove it)."
+            ) from exc
         try:
             locked = lock_descriptor(fd, blocking=False)
         except BaseException:
@@ -73,6 +81,17 @@ class FunctionLock:
             return False
         self._fd = fd
         return True
+
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        _ensure_directory(self.directory)
+        try:
+            return os.open(self.path, flags, 0o600)
+        except FileNotFoundError:
+            # The directory went away (a temp cleaner) since it was created.
+            _known_directories.discard(self.directory)
+            _ensure_directory(self.directory)
+            return os.open(self.path, flags, 0o600)
 
     def release(self) -> None:
         from filelock import unlock_descriptor

@@ -124,6 +124,22 @@ def _error_class(error: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+def _describe(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when the exception cannot even say that."""
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__} whose message could not be read>"
+
+
+def _storable_text(text: str, limit: int = 100_000) -> str:
+    """Text every database accepts: no NUL (PostgreSQL refuses it), no lone
+    surrogates (they cannot be encoded), and not unboundedly long."""
+    text = text.replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "\n[cut]"
+
+
 def _invoke(spec: FunctionSpec, now: Callable[[], datetime]) -> Outcome:
     """Run one function on a worker thread and serialize what it returns.
 
@@ -473,8 +489,20 @@ class Tick:
     def record(
         self, finished: list[tuple[ClaimedRun, Outcome]], report: TickReport
     ) -> None:
-        """Store the outcomes that finished together, in one transaction."""
-        results = self._atomic(lambda: self._record_batch(finished))
+        """Store the outcomes that finished together, in one transaction.
+
+        If the batch cannot be written, each outcome is written alone, and
+        one that still cannot be written (a value over MySQL's
+        max_allowed_packet, say) is recorded as a failure with that error,
+        so one bad outcome never costs the others their results.
+        """
+        try:
+            results = self._atomic(lambda: self._record_batch(finished))
+        except DatabaseError:
+            if len(finished) == 1 and finished[0][1].error is not None:
+                raise  # a bare failure record failed: the database is the problem
+            logger.info("a batch of outcomes could not be written; writing each alone")
+            results = [self._record_alone(run, outcome) for run, outcome in finished]
         for run, stored, outcome in results:
             name = run.planned.spec.name
             if not stored:
@@ -604,14 +632,31 @@ class Tick:
             keep_claim=outcome.timed_out,
             status=Status.TIMED_OUT if outcome.timed_out else Status.FAILED,
             error_class=_error_class(outcome.error)[:255],
-            error_message=str(outcome.error),
-            error_traceback=outcome.error_traceback,
+            error_message=_storable_text(_describe(outcome.error)),
+            error_traceback=_storable_text(outcome.error_traceback),
             error_at=clock.to_db(outcome.finished),
             last_finished=clock.to_db(outcome.finished),
             duration=outcome.duration,
             next_due=clock.to_db(next_due),
         )
         return stored, outcome
+
+    def _record_alone(
+        self, run: ClaimedRun, outcome: Outcome
+    ) -> tuple[ClaimedRun, bool, Outcome]:
+        try:
+            return run, *self._atomic(lambda: self._record_one(run, outcome))
+        except DatabaseError as exc:
+            if outcome.error is not None:
+                raise
+            failed = replace(
+                outcome,
+                error=exc,
+                error_traceback=traceback.format_exc(),
+                payload=None,
+                value=None,
+            )
+            return run, *self._atomic(lambda: self._record_one(run, failed))
 
     def _record_value(self, run: ClaimedRun, outcome: Outcome) -> bool:
         spec = run.planned.spec

@@ -117,3 +117,22 @@ def count_states(repeat: int = 3, sleep: float = 0.05) -> int:
 def exit_early(code: int = 3) -> None:
     """Leave the way a command-line helper would: SystemExit, a BaseException."""
     raise SystemExit(code)
+
+
+def fail_with_nul() -> None:
+    """Fails with a message PostgreSQL cannot store as text."""
+    raise ValueError("bad header b'\x00\x01'")
+
+
+def fail_with_surrogate() -> None:
+    """Fails with a message holding a lone surrogate (as os.fsdecode makes)."""
+    raise ValueError("cannot parse " + os.fsdecode(b"/tmp/\xff.csv"))
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def fail_unprintable() -> None:
+    raise _Unprintable()

@@ -250,3 +250,22 @@ def test_in_process_failure_raises_with_exit_code_1(tmp_path) -> None:
 
     assert raised.value.returncode == 1
     assert str(raised.value) == "2 function(s) failed: eta, zeta"
+
+
+@pytest.mark.subprocess
+def test_a_lock_directory_that_cannot_be_written_is_a_configuration_error(
+    children: Children, tmp_path: Path
+) -> None:
+    """A lock directory that is a file (or not writable) exits 2 with a
+    message naming DUMBWAITER_LOCK_DIR, not a traceback."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = children.run(
+        [{"function": "tests.functions.constant", "name": "alpha"}],
+        "--once",
+        lock_dir=blocker / "locks",
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "DUMBWAITER_LOCK_DIR" in result.stderr
+    assert "Traceback" not in result.stderr

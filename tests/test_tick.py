@@ -601,3 +601,30 @@ def test_the_first_tick_adds_the_missing_rows_in_one_query(tick) -> None:
     # The claims, one to three batches of records, and on Django 5.2 the
     # INSERT (6.0 sends a one-batch bulk_create without a transaction).
     assert 2 <= transactions <= 5
+
+
+@THREADED
+def test_failures_whose_messages_no_database_stores_are_still_recorded(
+    tick, threaded: bool
+) -> None:
+    """A NUL byte, a lone surrogate or an exception whose str() raises is
+    recorded as a failure with a cleaned-up message, and the function that
+    succeeded beside them keeps its value."""
+    with functions(
+        {"function": "tests.functions.constant", "name": "good"},
+        {"function": "tests.functions.fail_with_nul", "name": "nul"},
+        {"function": "tests.functions.fail_with_surrogate", "name": "surrogate"},
+        {"function": "tests.functions.fail_unprintable", "name": "unprintable"},
+    ):
+        report = tick(threaded=threaded)
+
+        assert report.succeeded == ["good"]
+        assert sorted(report.failed) == ["nul", "surrogate", "unprintable"]
+        assert dumbwaiter.get_value("good") == 42
+        states = {s.name: s for s in FunctionState.objects.all()}
+    assert all(s.lease_token is None for s in states.values())
+    assert states["nul"].status == Status.FAILED
+    assert "\x00" not in states["nul"].error_message
+    assert "bad header" in states["nul"].error_message
+    assert states["surrogate"].error_message.startswith("cannot parse /tmp/")
+    assert "could not be read" in states["unprintable"].error_message

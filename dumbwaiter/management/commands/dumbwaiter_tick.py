@@ -10,7 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import Error as DatabaseError
 
+from dumbwaiter.exceptions import ConfigurationError
 from dumbwaiter.management.base import (
+    EXIT_CONFIGURATION,
     EXIT_FAILED,
     command_logging,
     database_unavailable,
@@ -91,6 +93,11 @@ class Command(BaseCommand):
                         ).run()
             except DatabaseError as exc:
                 raise database_unavailable(exc) from exc
+            except ConfigurationError as exc:
+                raise CommandError(
+                    f"dumbwaiter is misconfigured: {exc}",
+                    returncode=EXIT_CONFIGURATION,
+                ) from exc
         failed = sorted({name for report in reports for name in report.failed})
         # A timed-out function's thread may still run; this process exits
         # now, and the thread with it (workers are daemon threads).
