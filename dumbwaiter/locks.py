@@ -82,6 +82,21 @@ class FunctionLock:
         self._fd = fd
         return True
 
+    def mark_started(self, token: str) -> None:
+        """Note in the held lock file that the run holding ``token`` began.
+
+        A tick on this host that later finds the lock free reads it back to
+        tell a run that died while running from one that never started.
+        """
+        if self._fd is not None:
+            os.pwrite(self._fd, token.encode().ljust(_MARK_SIZE), 0)
+
+    def started_token(self) -> str:
+        """The token the last run under this lock marked as started."""
+        if self._fd is None:
+            return ""
+        return os.pread(self._fd, _MARK_SIZE, 0).decode(errors="replace").strip()
+
     def _open(self) -> int:
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         _ensure_directory(self.directory)
@@ -107,6 +122,9 @@ class FunctionLock:
     def is_held(self) -> bool:
         return self._fd is not None
 
+
+# Run tokens are 32 hex characters.
+_MARK_SIZE = 32
 
 _known_directories: set[str] = set()
 

@@ -36,6 +36,9 @@ class FunctionStateQuerySet(models.QuerySet["FunctionState"]):
                 "lease_expires",
                 "lease_token",
                 "claimed_by_lock_scope",
+                "error_class",
+                "error_at",
+                "last_finished",
             )
         )
 

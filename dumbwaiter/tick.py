@@ -34,6 +34,7 @@ from django.db import (
     router,
     transaction,
 )
+from django.db.models import F
 
 from dumbwaiter import clock, conf, signals, specs
 from dumbwaiter.exceptions import FunctionTimeout, RunAbandoned
@@ -44,6 +45,8 @@ from dumbwaiter.specs import FunctionSpec, Registry
 from dumbwaiter.storage import get_storage, seal
 
 logger = logging.getLogger("dumbwaiter.tick")
+
+_ABANDONED = "dumbwaiter.exceptions.RunAbandoned"
 
 T = TypeVar("T")
 
@@ -60,6 +63,8 @@ class PlannedRun:
     abandoned_by: str | None = None
     # True when only a free file lock proves the holder dead (same host).
     needs_free_lock: bool = False
+    # Abandoned twice in a row: record the failure, run at the next slot.
+    park: bool = False
 
 
 @dataclass
@@ -177,6 +182,7 @@ def _worker(
     """
     while (run := todo.get()) is not None:
         started[run.token] = time.monotonic()
+        run.lock.mark_started(run.token)
         outcomes.put((run, _invoke(run.planned.spec, now)))
 
 
@@ -253,10 +259,18 @@ class Tick:
             if row is None:
                 plan.due.append(PlannedRun(spec, 0, spec.schedule.slot_for(now)))
                 continue
-            _, version, next_due, lease_expires, token, scope = row
+            (_, version, next_due, lease_expires, token, scope) = row[:6]
+            error_class, error_at, last_finished = row[6:]
             next_due = clock.from_db(next_due)
             lease_expires = clock.from_db(lease_expires)
             if token is not None:
+                # A run taken over once that died again (os._exit, a segfault,
+                # the OOM killer) would kill every tick that retries it at
+                # once: it waits for its next slot instead.
+                twice = error_class == _ABANDONED and (
+                    last_finished is None
+                    or (error_at is not None and error_at > last_finished)
+                )
                 if lease_expires is not None and lease_expires <= now:
                     plan.due.append(
                         PlannedRun(
@@ -265,6 +279,7 @@ class Tick:
                             spec.schedule.slot_for(now),
                             previous_token=token,
                             abandoned_by=token,
+                            park=twice,
                         )
                     )
                 elif scope == self.lock_scope:
@@ -276,6 +291,7 @@ class Tick:
                             previous_token=token,
                             abandoned_by=token,
                             needs_free_lock=True,
+                            park=twice,
                         )
                     )
                 else:
@@ -306,6 +322,15 @@ class Tick:
         for planned in plan.due:
             lock = FunctionLock(planned.spec.name, self.lock_dir)
             if lock.acquire():
+                if (
+                    planned.previous_token is not None
+                    and planned.needs_free_lock
+                    and lock.started_token() != planned.previous_token
+                ):
+                    # Claimed on this host, but its tick died before the run
+                    # began (another function of that tick killed it): not an
+                    # abandoned run, just one to start now.
+                    planned = replace(planned, abandoned_by=None, park=False)
                 locked.append((planned, lock))
             elif planned.needs_free_lock:
                 # The holder on this host is alive and still running it.
@@ -322,7 +347,10 @@ class Tick:
 
         lease_expires = now + self.lease
 
+        parked: list[str] = []
+
         def claim_all() -> list[ClaimedRun]:
+            parked.clear()
             # Rows nobody holds are claimed in one batch; taking a row over
             # from a dead run also writes the abandoned run's error, one by one.
             plain = [(p, lock) for p, lock in locked if p.previous_token is None]
@@ -343,6 +371,10 @@ class Tick:
                 ]
             )
             for p, _ in locked:
+                if p.park:
+                    if self._park(p, now):
+                        parked.append(p.spec.name)
+                    continue
                 if p.previous_token is not None and FunctionState.objects.claim(
                     p.spec.name,
                     p.version,
@@ -370,9 +402,12 @@ class Tick:
             raise
         # Locks of functions whose claim was lost are not needed any more.
         won_names = {run.planned.spec.name for run in claimed}
+        report.failed.extend(parked)
         for planned, lock in locked:
             if planned.spec.name not in won_names:
                 lock.release()
+                if planned.spec.name in parked:
+                    continue
                 logger.info(
                     "skipped name=%s reason=claimed: another tick ran it first",
                     planned.spec.name,
@@ -386,6 +421,34 @@ class Tick:
                     run.planned.spec.name,
                 )
         return claimed
+
+    def _park(self, planned: PlannedRun, now: datetime) -> bool:
+        """Record a second abandonment in a row and leave the run to its slot."""
+        spec = planned.spec
+        next_due = spec.schedule.next_due(now, now)
+        if spec.retry_after:
+            next_due = min(next_due, now + timedelta(seconds=spec.retry_after))
+        parked = FunctionState.objects.filter(
+            name=spec.name, version=planned.version, lease_token=planned.previous_token
+        ).update(
+            version=F("version") + 1,
+            status=Status.FAILED,
+            lease_token=None,
+            lease_expires=None,
+            next_due=clock.to_db(next_due),
+            error_at=clock.to_db(now),
+            error_message=(
+                "Its tick died during this run and during the retry before it "
+                "(os._exit, a crash or a kill?); it waits for its next slot."
+            ),
+        )
+        if parked:
+            logger.error(
+                "abandoned twice name=%s: not retried at once; next run at %s",
+                spec.name,
+                next_due,
+            )
+        return bool(parked)
 
     def _abandoned_fields(
         self, planned: PlannedRun, now: datetime

@@ -73,3 +73,41 @@ def test_killed_tick_leaves_nothing_stuck(children: Children, marker) -> None:
     assert state.lease_token is None
     assert state.error_class == "dumbwaiter.exceptions.RunAbandoned"
     assert HistoryEntry.objects.filter(name="victim").count() == 1
+
+
+def test_a_function_that_kills_its_tick_is_not_retried_forever(
+    children: Children, marker
+) -> None:
+    """A run whose process dies is taken over once; if the retry dies too,
+    the next tick records the failure and leaves it for its next slot, and
+    the other functions run again."""
+    runs = marker("crash")
+    good = marker("good")
+    functions = [
+        {
+            "function": "tests.functions.kill_process",
+            "name": "crasher",
+            "frequency": 3600,
+            "kwargs": {"marker": str(runs)},
+        },
+        {
+            "function": "tests.functions.mark",
+            "name": "good",
+            "frequency": 3600,
+            "kwargs": {"marker": str(good)},
+        },
+    ]
+    no_threads = {"DUMBWAITER_TEST_THREADED": "0"}
+    first = children.run(functions, "--once", extra_env=no_threads)
+    second = children.run(functions, "--once", extra_env=no_threads)
+    third = children.run(functions, "--once", extra_env=no_threads)
+
+    assert (first.returncode, second.returncode) == (7, 7)
+    assert runs_in(runs) == 2
+    assert third.returncode == 1, third.stderr
+    assert "abandoned twice name=crasher" in third.stderr
+    state = FunctionState.objects.get(name="crasher")
+    assert state.status == Status.FAILED
+    assert state.lease_token is None
+    assert state.error_class == "dumbwaiter.exceptions.RunAbandoned"
+    assert FunctionState.objects.get(name="good").status == Status.SUCCEEDED
