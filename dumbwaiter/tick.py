@@ -800,7 +800,14 @@ class Tick:
         plan = self._reconnecting(lambda: self.plan(now))
         report.not_due = len(plan.not_due)
         report.running_elsewhere.extend(plan.running_elsewhere)
+        logger.debug(
+            "planned due=%d not_due=%d running_elsewhere=%d",
+            len(plan.due),
+            len(plan.not_due),
+            len(plan.running_elsewhere),
+        )
         claimed = self.lock_and_claim(plan, report, now)
+        logger.debug("claimed count=%d lock_dir=%s", len(claimed), self.lock_dir)
         self.execute(claimed, report)
         return report
 
