@@ -35,8 +35,12 @@ def default_saved() -> Any:
     return getattr(settings, "DUMBWAITER_DEFAULT_SAVED", DEFAULT_SAVED)
 
 
+def raw_threaded() -> Any:
+    return getattr(settings, "DUMBWAITER_THREADED", True)
+
+
 def threaded() -> bool:
-    return bool(getattr(settings, "DUMBWAITER_THREADED", True))
+    return bool(raw_threaded())
 
 
 def max_workers() -> Any:

@@ -116,11 +116,20 @@ class Registry:
             raise ConfigurationError("\n".join(str(p) for p in self.problems))
 
 
+# Seconds and counts beyond these are mistakes, and would overflow datetime
+# arithmetic deep in a tick instead of failing here.
+MAX_SECONDS = 10 * 366 * 24 * 3600
+MAX_SAVED = 1_000_000
+MAX_STALE_AFTER = 1000
+
+
 def _is_number(value: object) -> bool:
+    """A finite number of seconds, at most ten years."""
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value)
+        and abs(value) <= MAX_SECONDS
     )
 
 
@@ -175,15 +184,23 @@ class _Validator:
                 "for example 60.",
             )
         stale_after = conf.stale_after()
-        if not _is_number(stale_after) or stale_after < 1:
+        if not _is_number(stale_after) or not 1 <= stale_after <= MAX_STALE_AFTER:
             self.add(
                 "E025",
-                f"DUMBWAITER_STALE_AFTER must be a number of at least 1, "
+                f"DUMBWAITER_STALE_AFTER must be a number from 1 to "
+                f"{MAX_STALE_AFTER}, "
                 f"not {stale_after!r}.",
                 "Give how many periods old a value may be before "
                 "'dumbwaiter_status --check' reports it, for example 2.",
             )
         self.storage()
+        threaded = conf.raw_threaded()
+        if not isinstance(threaded, bool):
+            self.add(
+                "E027",
+                f"DUMBWAITER_THREADED must be True or False, not {threaded!r}.",
+                "Write True or False, without quotes.",
+            )
         lock_dir = conf.configured_lock_dir()
         if lock_dir is not None and not isinstance(lock_dir, str | os.PathLike):
             self.add(
@@ -343,10 +360,11 @@ class _Validator:
         schedule = self.schedule(where, entry, default_frequency)
 
         saved = entry.get("saved", default_saved)
-        if not _is_count(saved) or saved < 1:
+        if not _is_count(saved) or not 1 <= saved <= MAX_SAVED:
             self.add(
                 "E011",
-                f"{where}: 'saved' must be a whole number of at least 1, "
+                f"{where}: 'saved' must be a whole number of at least 1 "
+                f"(and at most {MAX_SAVED}), "
                 f"not {saved!r}.",
                 "Give how many past results to keep, for example 10.",
             )

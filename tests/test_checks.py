@@ -170,8 +170,44 @@ CASES: dict[str, tuple[dict[str, Any], str, str, str]] = {
     "saved-zero": (
         {"DUMBWAITER_FUNCTION_LIST": [entry(saved=0)]},
         "E011",
-        "'saved' must be a whole number of at least 1, not 0",
+        "'saved' must be a whole number of at least 1 (and at most 1000000), not 0",
         "how many past results",
+    ),
+    "saved-huge": (
+        {"DUMBWAITER_FUNCTION_LIST": [entry(saved=10**30)]},
+        "E011",
+        "not 1000000000000000000000000000000",
+        "how many past results",
+    ),
+    "frequency-beyond-ten-years": (
+        {"DUMBWAITER_FUNCTION_LIST": [entry(frequency=1e12)]},
+        "E010",
+        "not 1000000000000.0",
+        "seconds between runs",
+    ),
+    "retry-after-overflowing": (
+        {"DUMBWAITER_FUNCTION_LIST": [entry(retry_after=1e300)]},
+        "E024",
+        "not 1e+300",
+        "how soon a failed run",
+    ),
+    "lease-overflowing": (
+        {"DUMBWAITER_LEASE": 1e300},
+        "E017",
+        "not 1e+300",
+        "dead host",
+    ),
+    "stale-after-huge": (
+        {"DUMBWAITER_STALE_AFTER": 1e300},
+        "E025",
+        "not 1e+300",
+        "dumbwaiter_status --check",
+    ),
+    "threaded-a-string": (
+        {"DUMBWAITER_THREADED": "no"},
+        "E027",
+        "not 'no'",
+        "without quotes",
     ),
     "saved-a-fraction": (
         {"DUMBWAITER_FUNCTION_LIST": [entry(saved=1.5)]},

@@ -35,6 +35,8 @@ def positive_seconds(value: str) -> float:
         ) from None
     if not seconds > 0:
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    if seconds > 86400:
+        raise argparse.ArgumentTypeError("must be at most 86400 seconds (a day)")
     return seconds
 
 

@@ -16,6 +16,7 @@ from dumbwaiter.management.base import (
     load_registry,
     stop_on_signals,
 )
+from dumbwaiter.management.commands.dumbwaiter_tick import positive_seconds
 from dumbwaiter.tick import Loop, Tick
 
 logger = logging.getLogger("dumbwaiter.command")
@@ -35,7 +36,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--max-sleep",
-            type=float,
+            type=positive_seconds,
             default=60.0,
             help="Longest pause between ticks in seconds (default 60).",
         )
