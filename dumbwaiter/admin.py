@@ -123,13 +123,14 @@ class FunctionStateAdmin(ReadOnlyAdmin):
         if not names:
             return
         report = Tick(registry, only=names, force=True).run()
+        # Sorted: threads finish in any order.
         if report.succeeded:
-            self.message_user(request, f"Ran: {', '.join(report.succeeded)}")
+            self.message_user(request, f"Ran: {', '.join(sorted(report.succeeded))}")
         if report.failed:
             self.message_user(
-                request, f"Failed: {', '.join(report.failed)}", messages.ERROR
+                request, f"Failed: {', '.join(sorted(report.failed))}", messages.ERROR
             )
-        busy = report.locked + report.lost_claim + report.running_elsewhere
+        busy = sorted(report.locked + report.lost_claim + report.running_elsewhere)
         if busy:
             self.message_user(
                 request,

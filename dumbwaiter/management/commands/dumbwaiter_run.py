@@ -45,10 +45,11 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 raise database_unavailable(exc) from exc
         if options["verbosity"] >= 1:
-            for name in report.succeeded:
+            # Sorted: threads finish in any order.
+            for name in sorted(report.succeeded):
                 self.stdout.write(f"{name}: ok")
             busy = report.locked + report.lost_claim + report.running_elsewhere
-            for name in busy:
+            for name in sorted(busy):
                 self.stdout.write(f"{name}: skipped, another tick is running it")
         if report.failed:
             raise CommandError(
