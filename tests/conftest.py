@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
+from django.test import override_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,3 +110,24 @@ def marker(tmp_path: Path) -> Callable[[str], Path]:
 def runs_in(path: Path) -> int:
     """How many runs a marker file recorded."""
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
+
+
+@pytest.fixture(params=["database", "cache"])
+def storage(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Database storage, then a LocMemCache of this test's own."""
+    if request.param == "database":
+        with override_settings(DUMBWAITER_STORAGE="database"):
+            yield "database"
+        return
+    cache = {"BACKEND": LOCMEM, "LOCATION": f"dumbwaiter-{uuid.uuid4().hex}"}
+    with override_settings(
+        CACHES={"default": {"BACKEND": LOCMEM}, "values": cache},
+        DUMBWAITER_STORAGE="cache:values",
+    ):
+        try:
+            yield "cache"
+        finally:
+            caches["values"].clear()

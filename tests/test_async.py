@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -36,7 +35,6 @@ from tests.views import DEFAULT
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NAMES = ("alpha", "beta")
-LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 T = TypeVar("T")
 
 
@@ -58,24 +56,6 @@ def configured() -> Iterator[None]:
 @pytest.fixture
 def lock_dir(tmp_path: Path) -> str:
     return str(tmp_path / "locks")
-
-
-@pytest.fixture(params=["database", "cache"])
-def storage(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Database storage, then a LocMemCache of this test's own."""
-    if request.param == "database":
-        with override_settings(DUMBWAITER_STORAGE="database"):
-            yield "database"
-        return
-    cache = {"BACKEND": LOCMEM, "LOCATION": f"dumbwaiter-{uuid.uuid4().hex}"}
-    with override_settings(
-        CACHES={"default": {"BACKEND": LOCMEM}, "values": cache},
-        DUMBWAITER_STORAGE="cache:values",
-    ):
-        try:
-            yield "cache"
-        finally:
-            caches["values"].clear()
 
 
 def compute(

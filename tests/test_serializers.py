@@ -40,7 +40,6 @@ pytestmark = pytest.mark.django_db
 HEADER = len(MAGIC) + 32
 NAMES = ("alpha", "beta")
 JSON = "dumbwaiter.serializers.json"
-LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 
 
 def entry(name: str, value: Any = None) -> dict[str, Any]:
@@ -56,24 +55,6 @@ def configured() -> Iterator[None]:
 @pytest.fixture
 def lock_dir(tmp_path: Path) -> str:
     return str(tmp_path / "locks")
-
-
-@pytest.fixture(params=["database", "cache"])
-def storage(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Database storage, then a LocMemCache of this test's own."""
-    if request.param == "database":
-        with override_settings(DUMBWAITER_STORAGE="database"):
-            yield "database"
-        return
-    cache = {"BACKEND": LOCMEM, "LOCATION": f"dumbwaiter-{uuid.uuid4().hex}"}
-    with override_settings(
-        CACHES={"default": {"BACKEND": LOCMEM}, "values": cache},
-        DUMBWAITER_STORAGE="cache:values",
-    ):
-        try:
-            yield "cache"
-        finally:
-            caches["values"].clear()
 
 
 def compute(name: str, value: Any, lock_dir: str) -> TickReport:
