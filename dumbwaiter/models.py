@@ -88,6 +88,34 @@ class FunctionStateQuerySet(models.QuerySet["FunctionState"]):
             )
         )
 
+    def park(
+        self,
+        name: str,
+        version: int,
+        *,
+        previous_token: str | None,
+        next_due: datetime | None,
+        now: datetime | None,
+    ) -> bool:
+        """Record a second abandoned run in a row; leave the row to its slot.
+
+        Conditional like :meth:`claim`, so only one tick parks it.
+        """
+        return bool(
+            self.filter(name=name, version=version, lease_token=previous_token).update(
+                version=F("version") + 1,
+                status=Status.FAILED,
+                lease_token=None,
+                lease_expires=None,
+                next_due=next_due,
+                error_at=now,
+                error_message=(
+                    "Its tick died during this run and during the retry before "
+                    "it (os._exit, a crash or a kill?); it waits for its next slot."
+                ),
+            )
+        )
+
     def renew(self, tokens: Iterable[str], lease_expires: datetime) -> int:
         """Push the lease of runs still in progress further out."""
         tokens = list(tokens)

@@ -34,7 +34,6 @@ from django.db import (
     router,
     transaction,
 )
-from django.db.models import F
 
 from dumbwaiter import clock, conf, signals, specs
 from dumbwaiter.exceptions import FunctionTimeout, RunAbandoned
@@ -428,19 +427,12 @@ class Tick:
         next_due = spec.schedule.next_due(now, now)
         if spec.retry_after:
             next_due = min(next_due, now + timedelta(seconds=spec.retry_after))
-        parked = FunctionState.objects.filter(
-            name=spec.name, version=planned.version, lease_token=planned.previous_token
-        ).update(
-            version=F("version") + 1,
-            status=Status.FAILED,
-            lease_token=None,
-            lease_expires=None,
+        parked = FunctionState.objects.park(
+            spec.name,
+            planned.version,
+            previous_token=planned.previous_token,
             next_due=clock.to_db(next_due),
-            error_at=clock.to_db(now),
-            error_message=(
-                "Its tick died during this run and during the retry before it "
-                "(os._exit, a crash or a kill?); it waits for its next slot."
-            ),
+            now=clock.to_db(now),
         )
         if parked:
             logger.error(
